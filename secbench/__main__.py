@@ -1,0 +1,3 @@
+from secbench.cli import main
+
+main()

@@ -1,0 +1,38 @@
+"""Model checkpoints as safetensors plus a JSON sidecar: nothing is ever unpickled."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from secbench.errors import SecbenchError
+from secbench.registry import create_model
+
+
+def save(model: nn.Module, stem: str | Path, *, name: str, **build: Any) -> Path:
+    """Write ``stem.safetensors`` (weights) and ``stem.json`` (registry name and build kwargs)."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(stem.with_suffix(".safetensors")))
+    stem.with_suffix(".json").write_text(json.dumps({"model": name, "build": build}, indent=2, sort_keys=True))
+    return stem.with_suffix(".safetensors")
+
+
+def load(stem: str | Path, device: torch.device | str = "cpu") -> nn.Module:
+    """Rebuild the model named in ``stem.json`` and load ``stem.safetensors`` into it (strictly)."""
+    stem = Path(stem)
+    try:
+        sidecar = json.loads(stem.with_suffix(".json").read_text())
+        state = load_file(str(stem.with_suffix(".safetensors")), device=str(device))
+        model = create_model(sidecar["model"], **sidecar["build"])
+        model.load_state_dict(state, strict=True)
+    except (OSError, json.JSONDecodeError, KeyError, SafetensorError, RuntimeError) as exc:
+        raise SecbenchError(f"cannot load checkpoint {stem}: {exc}") from exc
+    return model.to(device).eval()

@@ -1,0 +1,132 @@
+"""The ``secbench`` command line. Heavy modules (torch, pandas, scenarios) load inside commands,
+so ``secbench --help`` and ``--version`` stay instant."""
+
+from __future__ import annotations
+
+import os
+import sys
+import types
+import typing
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import click
+
+from secbench import __version__
+from secbench.errors import SecbenchError
+
+def _parse_seeds(seed: int | None, seeds: str | None) -> list[int]:
+    if seed is not None and seeds is not None:
+        raise SecbenchError("give either --seed or --seeds, not both")
+    if seeds is None:
+        return [0 if seed is None else seed]
+    try:
+        parsed = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError as exc:
+        raise SecbenchError(f"--seeds takes comma-separated integers like 0,1,2, got {seeds!r}") from exc
+    if not parsed:
+        raise SecbenchError("--seeds is empty; give e.g. --seeds 0,1,2")
+    return list(dict.fromkeys(parsed))
+
+
+def _option_for(name: str, annotation: Any, default: Any) -> click.Option:
+    """A click option for one scenario config field; unset options stay None so presets show through."""
+    flag = "--" + name.replace("_", "-")
+    args = typing.get_args(annotation)
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        annotation = next(a for a in args if a is not type(None))
+    if annotation is bool:
+        return click.Option([f"{flag}/--no-{flag[2:]}", name], default=None, help=f"(default: {default})")
+    return click.Option([flag, name], type=annotation, default=None, show_default=False,
+                        help=f"(quick default: {default})")
+
+
+def _run_command(scenario_cls: type) -> click.Command:
+    hints = typing.get_type_hints(scenario_cls.Config)
+    options = [_option_for(f.name, hints[f.name], f.default) for f in fields(scenario_cls.Config)]
+    options += [
+        click.Option(["--preset"], default="quick", show_default=True, help="smoke | quick | paper"),
+        click.Option(["--seed"], type=int, default=None, help="One seed (default 0)."),
+        click.Option(["--seeds"], default=None, help="Several seeds, e.g. 0,1,2."),
+        click.Option(["--device"], default="auto", show_default=True, help="auto | cpu | cuda"),
+        click.Option(["--out"], type=click.Path(file_okay=False), default="runs", show_default=True,
+                     help="Results folder (results.jsonl and one artifact folder per run)."),
+        click.Option(["--force"], is_flag=True, help="Re-run even when a finished record with this config exists."),
+    ]
+
+    def callback(preset: str, seed: int | None, seeds: str | None, device: str, out: str, force: bool,
+                 **overrides: Any) -> None:
+        from secbench.commands import run_scenario
+
+        failed = run_scenario(scenario_cls, preset=preset, seeds=_parse_seeds(seed, seeds), device=device,
+                              out_dir=Path(out), force=force, overrides=overrides)
+        if failed:
+            sys.exit(1)
+
+    doc = (scenario_cls.__doc__ or "").strip()
+    return click.Command(scenario_cls.name, params=options, callback=callback, help=doc,
+                         short_help=doc.splitlines()[0] if doc else None)
+
+
+class _ScenarioGroup(click.Group):
+    """``secbench run SCENARIO``: one subcommand per registered scenario, options from its Config."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        from secbench import registry
+
+        return registry.list_names("scenario")
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        from secbench import registry
+
+        return _run_command(registry.get("scenario", name).load())
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="secbench")
+def cli() -> None:
+    """secbench: security and robustness benchmark for deep vision models."""
+
+
+@cli.group(cls=_ScenarioGroup)
+def run() -> None:
+    """Run a scenario: secbench run SCENARIO [--preset smoke|quick|paper] [options]."""
+
+
+@cli.command("list")
+@click.argument("kind", required=False)
+def list_(kind: str | None) -> None:
+    """List scenarios, attacks, defenses, models, datasets or presets with one-line descriptions."""
+    from secbench.commands import list_components
+
+    list_components(kind)
+
+
+def _add_report_commands() -> None:
+    from reports.cli import gate, report
+
+    cli.add_command(report)
+    cli.add_command(gate)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors print one line and exit 2; nothing prints a traceback."""
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations phones home on import otherwise
+    _add_report_commands()
+    try:
+        code = cli.main(args=argv, prog_name="secbench", standalone_mode=False)
+    except click.UsageError as exc:
+        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
+        click.echo(f"error: {exc.format_message()}{hint}", err=True)
+        sys.exit(2)
+    except click.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except SecbenchError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("interrupted: finished runs are saved, the interrupted one left no record", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,74 @@
+"""What ``secbench run`` and ``secbench list`` do, kept apart from the click wiring in ``cli.py``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from secbench import registry
+from secbench.config import PRESETS, resolve
+from secbench.errors import UnknownNameError
+
+KIND_NAMES = {"scenarios": "scenario", "attacks": "attack", "defenses": "defense", "models": "model",
+              "datasets": "dataset"}
+
+
+def run_scenario(scenario_cls: type, *, preset: str, seeds: list[int], device: str, out_dir: Path, force: bool,
+                 overrides: dict[str, Any], console: Console | None = None) -> int:
+    """Resolve, expand and execute every run of one command; print the results table; return the failures."""
+    from secbench.engine import select_device
+    from secbench.progress import RichProgress
+    from secbench.runner import RunSpec, execute
+
+    console = console or Console()
+    errors = Console(stderr=True)
+    dev = select_device(device)
+    scenario = scenario_cls()
+    cfg = resolve(scenario_cls.Config, scenario_cls.presets, preset, overrides)
+    cfg["device"] = dev.type
+    specs = [RunSpec(scenario.name, scenario.version, preset, seed, c) for c in scenario.grid(cfg) for seed in seeds]
+    finished: list[tuple[dict[str, Any], bool]] = []
+    with RichProgress(errors) as progress, progress.task(f"{scenario.name} ({preset})", total=len(specs)) as bar:
+        for spec in specs:
+            record, cached = execute(scenario, spec, out_dir, device=dev, force=force, progress=progress)
+            if record["status"] != "ok":
+                errors.print(f"[red]run {record['run_id']} (seed {spec.seed}) failed: {record['reason']}[/red]")
+            finished.append((record, cached))
+            bar.advance(1)
+    console.print(_runs_table(finished, out_dir))
+    return sum(r["status"] != "ok" for r, _ in finished)
+
+
+def _runs_table(finished: list[tuple[dict[str, Any], bool]], out_dir: Path) -> Table:
+    records = [r for r, _ in finished]
+    identity = [k for k in ("dataset", "model", "method", "attack", "defense") if any(r.get(k) for r in records)]
+    metrics = list(dict.fromkeys(m for r in records for m in r["metrics"]))
+    table = Table(title=f"{records[0]['scenario']} ({records[0]['preset']}) → {out_dir}/results.jsonl")
+    for column in ["run", "seed", *identity, "status", *metrics, "wall_s"]:
+        table.add_column(column, justify="right" if column in metrics or column in ("seed", "wall_s") else "left")
+    for record, cached in finished:
+        status = "cached" if cached else record["status"]
+        style = "red" if record["status"] != "ok" else None
+        values = [f"{record['metrics'][m]:.4f}" if m in record["metrics"] else "–" for m in metrics]
+        table.add_row(record["run_id"], str(record["seed"]), *[str(record.get(k)) for k in identity], status,
+                      *values, f"{record['timing']['wall_s']:.1f}", style=style)
+    return table
+
+
+def list_components(kind: str | None, console: Console | None = None) -> None:
+    """Print the registered names (with one-line summaries) of one kind, or of all kinds."""
+    console = console or Console()
+    valid = [*KIND_NAMES, "presets"]
+    if kind is not None and kind not in valid:
+        raise UnknownNameError("kind", kind, valid)
+    for plural in [kind] if kind else valid:
+        table = Table(title=plural, show_header=False, title_justify="left")
+        entries = PRESETS.items() if plural == "presets" else registry.describe(KIND_NAMES[plural])
+        for name, summary in entries:
+            table.add_row(name, summary)
+        if not table.row_count:
+            table.add_row("(none yet)", "")
+        console.print(table)

@@ -1,0 +1,236 @@
+"""The one training and evaluation loop every scenario uses.
+
+Batches are drawn by index from tensors already in memory (on the accelerator when they fit),
+and augmentation runs on whole batches, instead of a per-sample Python ``Dataset`` with a
+``DataLoader``: on small images the per-sample path costs more than the network itself
+(``benchmarks/engine.py`` measures the difference). On CUDA the loop uses AMP and channels_last.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from secbench.data.base import ImageSet
+from secbench.errors import SecbenchError, TrainingDiverged
+from secbench.progress import NullProgress, Progress
+
+AUGMENTATIONS = ("flip", "crop")
+SCHEDULES = ("cosine", "triangle", "constant")
+OPTIMIZERS = ("sgd", "adam")
+# Keep a dataset on the GPU only when it leaves most of the memory to the model.
+_DEVICE_DATA_FRACTION = 0.25
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed python, numpy and torch (CPU and CUDA); return a CPU generator for batch order and augmentation."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when available; asking for an absent CUDA is a user error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SecbenchError("--device cuda was asked for but no CUDA device is visible; use --device cpu or auto")
+    if name not in ("cpu", "cuda"):
+        raise SecbenchError(f"unknown device {name!r}; valid: auto, cpu, cuda")
+    return torch.device(name)
+
+
+def place(data: ImageSet, device: torch.device) -> ImageSet:
+    """Move ``data`` to ``device`` when it fits comfortably, else keep it on the CPU (batches move instead)."""
+    if device.type != "cuda":
+        return data
+    free, _ = torch.cuda.mem_get_info(device)
+    size = data.images.numel() * data.images.element_size()
+    return data.to(device) if size < _DEVICE_DATA_FRACTION * free else data
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters of one ``fit``. ``lr`` is the peak learning rate of the schedule."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 0.05
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "triangle"
+    warmup: float = 0.2  # fraction of steps rising to ``lr`` under the triangle schedule
+    augment: tuple[str, ...] = field(default=("crop", "flip"))
+    crop_pad: int = 4
+    label_smoothing: float = 0.0
+
+    def __post_init__(self) -> None:
+        for value, valid, what in ((self.schedule, SCHEDULES, "schedule"), (self.optimizer, OPTIMIZERS, "optimizer")):
+            if value not in valid:
+                raise SecbenchError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
+        unknown = set(self.augment) - set(AUGMENTATIONS)
+        if unknown:
+            raise SecbenchError(f"unknown augmentation {sorted(unknown)}; valid: {', '.join(AUGMENTATIONS)}")
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise SecbenchError("epochs, batch size and learning rate must be positive")
+
+
+def augment_batch(images: torch.Tensor, ops: Sequence[str], generator: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Random horizontal flip and/or reflect-pad random crop, drawn per sample, applied to a whole batch.
+
+    ``images``: ``(N, C, H, W)``. To move a paired target with its input (image-to-image tasks),
+    concatenate both along ``C`` first: they then share every sampled transform.
+    """
+    n, _, h, w = images.shape
+    if "flip" in ops:
+        flip = (torch.rand(n, generator=generator) < 0.5).to(images.device)
+        images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+    if "crop" in ops and pad > 0:
+        padded = F.pad(images, (pad, pad, pad, pad), mode="reflect")
+        dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(images.device)
+        dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(images.device)
+        rows = (dy[:, None] + torch.arange(h, device=images.device))[:, None, :, None]  # (N, 1, H, 1)
+        cols = (dx[:, None] + torch.arange(w, device=images.device))[:, None, None, :]  # (N, 1, 1, W)
+        batch = torch.arange(n, device=images.device)[:, None, None, None]
+        chans = torch.arange(images.shape[1], device=images.device)[None, :, None, None]
+        images = padded[batch, chans, rows, cols]
+    return images
+
+
+def _lr_factor(cfg: TrainConfig, total_steps: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        t = step / max(1, total_steps)
+        if cfg.schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * t))
+        if cfg.schedule == "triangle":
+            return t / cfg.warmup if t < cfg.warmup else max(0.0, (1 - t) / (1 - cfg.warmup))
+        return 1.0
+
+    return factor
+
+
+def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    # Weight decay on norm parameters and biases only hurts small nets; the standard recipe skips them.
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=cfg.lr)
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+
+
+def _autocast(device: torch.device) -> torch.autocast:
+    dtype = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast(device.type, dtype=dtype, enabled=device.type == "cuda")
+
+
+def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
+    """Move ``model`` to ``device``; channels_last on CUDA, where it speeds up convolutions."""
+    model = model.to(device)
+    return model.to(memory_format=torch.channels_last) if device.type == "cuda" else model
+
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def fit(
+    model: nn.Module,
+    inputs: ImageSet,
+    cfg: TrainConfig,
+    *,
+    generator: torch.Generator,
+    device: torch.device,
+    targets: torch.Tensor | None = None,
+    loss_fn: LossFn | None = None,
+    progress: Progress | None = None,
+    description: str = "train",
+) -> dict[str, list[float]]:
+    """Train ``model`` in place on ``inputs`` and return the per-epoch history.
+
+    Classification by default: ``inputs.labels`` are the targets and the loss is cross-entropy.
+    For image-to-image tasks pass ``targets`` (uint8 ``(N, C, H, W)``, aligned with ``inputs``) and
+    a ``loss_fn(prediction, target)``; both images then get the same augmentation.
+    A non-finite loss raises :class:`TrainingDiverged`.
+    """
+    progress = progress or NullProgress()
+    data = place(inputs, device)
+    paired = targets.to(data.images.device) if targets is not None else None
+    loss_fn = loss_fn or (lambda out, y: F.cross_entropy(out, y, label_smoothing=cfg.label_smoothing))
+    model = prepare_model(model, device)
+    optimizer = _optimizer(model, cfg)
+    steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
+    total_steps = cfg.epochs * steps_per_epoch
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(cfg, total_steps))
+    scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and not torch.cuda.is_bf16_supported())
+    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    history: dict[str, list[float]] = {"loss": [], "acc": [], "lr": [], "epoch_s": []}
+
+    model.train()
+    with progress.task(description, total=total_steps) as bar:
+        for epoch in range(cfg.epochs):
+            start = time.perf_counter()
+            order = torch.randperm(len(data), generator=generator).to(data.images.device)
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), device=device)
+            for step in range(steps_per_epoch):
+                index = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+                x, y = data.batch(index)
+                if paired is not None:
+                    both = augment_batch(torch.cat([x, paired[index].float().div(255)], 1), cfg.augment,
+                                         generator, cfg.crop_pad)
+                    x, y = both[:, : x.shape[1]], both[:, x.shape[1] :]
+                else:
+                    x = augment_batch(x, cfg.augment, generator, cfg.crop_pad)
+                x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+                y = y.to(device, non_blocking=True)
+                with _autocast(device):
+                    out = model(x)
+                    loss = loss_fn(out, y)
+                loss_value = loss.item()  # one sync per step, also the NaN guard
+                if not math.isfinite(loss_value):
+                    raise TrainingDiverged(f"{description}: loss became {loss_value} at epoch {epoch + 1}, step {step + 1}")
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                loss_sum += loss.detach() * len(index)
+                if paired is None:
+                    correct += (out.argmax(1) == y).sum()
+                bar.advance(1, epoch=epoch + 1, loss=loss_value)
+            history["loss"].append(loss_sum.item() / len(data))
+            history["acc"].append(correct.item() / len(data) if paired is None else float("nan"))
+            history["lr"].append(optimizer.param_groups[0]["lr"])
+            history["epoch_s"].append(time.perf_counter() - start)
+    model.eval()
+    return history
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor, *, device: torch.device, batch_size: int = 512) -> torch.Tensor:
+    """Model outputs for ``(N, C, H, W)`` images (uint8, or float in [0, 1]), in batches; on the CPU as float32."""
+    model.eval()
+    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    outs = []
+    for start in range(0, len(images), batch_size):
+        x = images[start : start + batch_size].to(device)
+        x = (x.float().div_(255) if x.dtype == torch.uint8 else x).contiguous(memory_format=memory_format)
+        with _autocast(device):
+            outs.append(model(x).float().cpu())
+    return torch.cat(outs)
+
+
+def accuracy(model: nn.Module, data: ImageSet, *, device: torch.device, batch_size: int = 512) -> float:
+    """Top-1 accuracy of ``model`` on ``data`` (fraction in [0, 1])."""
+    logits = predict(model, data.images, device=device, batch_size=batch_size)
+    return (logits.argmax(1) == data.labels.cpu()).float().mean().item()

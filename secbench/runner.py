@@ -1,0 +1,110 @@
+"""Executes one run: seeds, caches by config hash, times, records, and keeps artifacts.
+
+Artifacts are written to ``DIR/<run_id>.partial/`` and renamed when the run finishes, and the
+record is appended last, so an interrupted run leaves neither a record nor a half-filled
+artifact folder behind, and simply runs again next time.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from secbench import provenance, store
+from secbench.config import config_hash
+from secbench.engine import seed_everything
+from secbench.errors import TrainingDiverged
+from secbench.progress import NullProgress, Progress
+from secbench.scenarios.base import RunContext, Scenario
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that determines a run's result."""
+
+    scenario: str
+    scenario_version: int
+    preset: str
+    seed: int
+    config: dict[str, Any]
+
+    @property
+    def config_hash(self) -> str:
+        return config_hash({"scenario": self.scenario, "scenario_version": self.scenario_version,
+                            "preset": self.preset, "seed": self.seed, "config": self.config})
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.scenario}-{self.config_hash.split(':')[1][:12]}"
+
+
+def execute(scenario: Scenario, spec: RunSpec, out_dir: Path, *, device: torch.device, force: bool = False,
+            progress: Progress | None = None) -> tuple[dict[str, Any], bool]:
+    """Run ``spec`` unless a finished record exists (then return it, ``cached=True``).
+
+    A diverged or crashed run is recorded with ``status: failed`` and its reason; an interrupt
+    propagates and records nothing.
+    """
+    out_dir = Path(out_dir)
+    if not force and (done := store.find_finished(out_dir, spec.config_hash)):
+        return done, True
+    partial, final = out_dir / f"{spec.run_id}.partial", out_dir / spec.run_id
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    ctx = RunContext(device=device, seed=spec.seed, generator=seed_everything(spec.seed), artifacts=partial,
+                     progress=progress or NullProgress())
+    started = datetime.now(timezone.utc)
+    clock = time.perf_counter()
+    status, reason, outcome = "ok", None, None
+    try:
+        outcome = scenario.run(spec.config, ctx)
+        bad = sorted(k for k, v in outcome.metrics.items() if not math.isfinite(v))
+        if bad:
+            raise TrainingDiverged(f"non-finite metric(s) {', '.join(bad)}")
+    except TrainingDiverged as exc:
+        status, reason = "failed", str(exc)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # recorded, never lost: the CLI prints the one-line reason
+        status, reason = "failed", f"{type(exc).__name__}: {exc}"
+    wall = time.perf_counter() - clock
+
+    record = {
+        "schema_version": store.SCHEMA_VERSION,
+        "run_id": spec.run_id,
+        "status": status,
+        "reason": reason,
+        "scenario": spec.scenario,
+        "scenario_version": spec.scenario_version,
+        "preset": spec.preset,
+        "seed": spec.seed,
+        **scenario.identity(spec.config),
+        "metrics": outcome.metrics if status == "ok" else {},
+        "higher_is_better": outcome.higher_is_better if outcome else {},
+        "n": outcome.n if outcome else 0,
+        "config": spec.config,
+        "config_hash": spec.config_hash,
+        "provenance": {**provenance.collect(device),
+                       "dataset_sha256": outcome.dataset_fingerprint if outcome else None},
+        "timing": {
+            "started": started.isoformat(timespec="seconds"),
+            "wall_s": round(wall, 3),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "peak_cuda_mb": round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if device.type == "cuda" else None,
+        },
+        "artifacts": str(final.relative_to(out_dir)),
+    }
+    shutil.rmtree(final, ignore_errors=True)
+    partial.rename(final)
+    store.append(out_dir, record)
+    return record, False

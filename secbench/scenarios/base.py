@@ -1,0 +1,66 @@
+"""The scenario contract: a named experiment that turns a resolved config and a seed into metrics."""
+
+from __future__ import annotations
+
+import abc
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from secbench import checkpoint
+from secbench.progress import NullProgress, Progress
+
+
+@dataclass
+class RunContext:
+    """What the runner hands a scenario: where to compute, how to report, where artifacts go."""
+
+    device: torch.device
+    seed: int
+    generator: torch.Generator
+    artifacts: Path
+    progress: Progress = field(default_factory=NullProgress)
+
+    def save_model(self, model: nn.Module, stem: str, *, name: str, **build: Any) -> Path:
+        return checkpoint.save(model, self.artifacts / stem, name=name, **build)
+
+    def write_json(self, filename: str, payload: Any) -> Path:
+        path = self.artifacts / filename
+        path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=float))
+        return path
+
+
+@dataclass
+class Outcome:
+    """A scenario's measurements. Metric names are snake_case; fractions lie in [0, 1]."""
+
+    metrics: dict[str, float]
+    higher_is_better: dict[str, bool]
+    n: int  # evaluation items behind the headline metric
+    dataset_fingerprint: str | None = None
+
+
+class Scenario(abc.ABC):
+    """Subclasses set ``name``, ``version`` (bump when a metric's meaning changes), a ``Config``
+    dataclass whose defaults are the ``quick`` preset, and ``presets`` with what ``smoke`` and
+    ``paper`` change. ``run`` only computes: timing, caching and recording belong to the runner."""
+
+    name: ClassVar[str]
+    version: ClassVar[int] = 1
+    Config: ClassVar[type]
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def grid(self, cfg: dict[str, Any]) -> list[dict[str, Any]]:
+        """The runs one command expands to (e.g. ``--attack all``); one by default."""
+        return [cfg]
+
+    def identity(self, cfg: dict[str, Any]) -> dict[str, Any]:
+        """The record's identity fields, one per dimension a report may pivot on."""
+        return {key: cfg.get(key) for key in ("dataset", "model", "method", "attack", "defense")}
+
+    @abc.abstractmethod
+    def run(self, cfg: dict[str, Any], ctx: RunContext) -> Outcome: ...
