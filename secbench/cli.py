@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from reports.cli import gate, report
 from secbench import __version__
 from secbench.errors import SecbenchError
 
@@ -83,7 +84,28 @@ class _ScenarioGroup(click.Group):
         return _run_command(registry.get("scenario", name).load())
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Secbench(click.Group):
+    """The top-level group: a user error prints one line and exits 2; nothing prints a traceback."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations phones home on import otherwise
+        try:
+            code = super().main(args, prog_name or "secbench", complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
+            click.echo(f"error: {exc.format_message()}{hint}", err=True)
+            sys.exit(2)
+        except SecbenchError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        except (click.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+            click.echo("interrupted: finished runs are saved, the interrupted one left no record", err=True)
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(cls=_Secbench, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="secbench")
 def cli() -> None:
     """secbench: security and robustness benchmark for deep vision models."""
@@ -103,30 +125,6 @@ def list_(kind: str | None) -> None:
     list_components(kind)
 
 
-def _add_report_commands() -> None:
-    from reports.cli import gate, report
-
-    cli.add_command(report)
-    cli.add_command(gate)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Entry point: user errors print one line and exit 2; nothing prints a traceback."""
-    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations phones home on import otherwise
-    _add_report_commands()
-    try:
-        code = cli.main(args=argv, prog_name="secbench", standalone_mode=False)
-    except click.UsageError as exc:
-        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
-        click.echo(f"error: {exc.format_message()}{hint}", err=True)
-        sys.exit(2)
-    except click.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
-    except SecbenchError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        click.echo("interrupted: finished runs are saved, the interrupted one left no record", err=True)
-        sys.exit(130)
-    sys.exit(code if isinstance(code, int) else 0)
+cli.add_command(report)
+cli.add_command(gate)
+main = cli

@@ -1,0 +1,105 @@
+import pytest
+import torch
+from torch import nn
+
+from secbench.data.base import ImageSet
+from secbench.engine import TrainConfig, accuracy, augment_batch, fit, seed_everything, select_device
+from secbench.errors import SecbenchError, TrainingDiverged
+
+CPU = torch.device("cpu")
+
+
+def _toy_data(n: int = 256, seed: int = 0) -> ImageSet:
+    """Two classes that differ in brightness of the left half: learnable in a few steps."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 2, (n,), generator=g)
+    images = torch.randint(0, 100, (n, 3, 8, 8), generator=g, dtype=torch.uint8)
+    images[labels == 1, :, :, :4] += 120
+    return ImageSet(images, labels)
+
+
+def _toy_model() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
+                         nn.Linear(32, 2))
+
+
+def _train(seed: int, augment=("crop", "flip")) -> tuple[dict, float, torch.Tensor]:
+    generator = seed_everything(seed)
+    model = _toy_model()
+    cfg = TrainConfig(epochs=3, batch_size=32, lr=0.05, augment=augment, crop_pad=1)
+    history = fit(model, _toy_data(), cfg, generator=generator, device=CPU)
+    return history, accuracy(model, _toy_data(seed=1), device=CPU), model[0].weight.detach().clone()
+
+
+def test_same_seed_gives_identical_training():
+    h1, acc1, w1 = _train(0)
+    h2, acc2, w2 = _train(0)
+    assert h1["loss"] == h2["loss"] and acc1 == acc2
+    assert torch.equal(w1, w2)
+    h3, _, w3 = _train(1)
+    assert h3["loss"] != h1["loss"] and not torch.equal(w1, w3)
+
+
+def test_training_learns_the_toy_task():
+    history, acc, _ = _train(0, augment=())
+    assert history["loss"][-1] < history["loss"][0]
+    assert acc > 0.9
+
+
+def test_flip_and_crop_are_per_sample_and_exact():
+    x = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).reshape(2, 1, 4, 4)
+    g = torch.Generator().manual_seed(0)
+    flipped = [augment_batch(x, ["flip"], g) for _ in range(20)]
+    for out in flipped:  # every sample is either itself or its mirror image
+        for i in range(2):
+            assert torch.equal(out[i], x[i]) or torch.equal(out[i], x[i].flip(-1))
+    assert any(not torch.equal(out[0], x[0]) for out in flipped)
+    cropped = augment_batch(x, ["crop"], g, pad=1)
+    assert cropped.shape == x.shape
+    # a crop is a translation of the reflect-padded image: each output row is a shifted input row
+    padded = nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
+    for i in range(2):
+        windows = [padded[i, :, dy:dy + 4, dx:dx + 4] for dy in range(3) for dx in range(3)]
+        assert any(torch.equal(cropped[i], w) for w in windows)
+
+
+def test_paired_targets_get_the_same_transform():
+    x = torch.rand(16, 3, 8, 8)
+    both = augment_batch(torch.cat([x, x], 1), ["crop", "flip"], torch.Generator().manual_seed(3), pad=2)
+    assert torch.equal(both[:, :3], both[:, 3:])
+    assert not torch.equal(both[:, :3], x)
+
+
+def test_image_to_image_fit_uses_targets():
+    data = _toy_data(64)
+    targets = 255 - data.images  # learn to invert
+    model = nn.Conv2d(3, 3, 1)
+    cfg = TrainConfig(epochs=40, batch_size=16, lr=0.05, optimizer="adam", schedule="constant", augment=("flip",))
+    history = fit(model, data, cfg, generator=seed_everything(0), device=CPU, targets=targets,
+                  loss_fn=nn.functional.mse_loss)
+    assert history["loss"][-1] < history["loss"][0] / 20
+
+
+def test_nan_loss_stops_with_a_clear_error():
+    model = _toy_model()
+    with torch.no_grad():
+        model[0].weight.fill_(float("nan"))
+    with pytest.raises(TrainingDiverged, match="loss became nan at epoch 1, step 1"):
+        fit(model, _toy_data(), TrainConfig(epochs=1), generator=seed_everything(0), device=CPU)
+
+
+@pytest.mark.parametrize("bad", [{"schedule": "linear"}, {"optimizer": "lbfgs"}, {"augment": ("mixup",)},
+                                 {"epochs": 0}])
+def test_invalid_train_config_is_a_user_error(bad):
+    with pytest.raises(SecbenchError):
+        TrainConfig(**bad)
+
+
+def test_device_selection():
+    assert select_device("cpu").type == "cpu"
+    assert select_device("auto").type in ("cpu", "cuda")
+    with pytest.raises(SecbenchError):
+        select_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(SecbenchError, match="no CUDA device"):
+            select_device("cuda")
