@@ -23,7 +23,8 @@ def run_scenario(scenario_cls: type, *, preset: str, seeds: list[int], device: s
     from secbench.progress import RichProgress
     from secbench.runner import RunSpec, execute
 
-    console = console or Console()
+    # Off a terminal rich would wrap to 80 columns; a results table should stay one line per run.
+    console = console or Console(width=None if Console().is_terminal else 200)
     errors = Console(stderr=True)
     dev = select_device(device)
     scenario = scenario_cls()
@@ -48,11 +49,12 @@ def _runs_table(finished: list[tuple[dict[str, Any], bool]], out_dir: Path) -> T
     metrics = list(dict.fromkeys(m for r in records for m in r["metrics"]))
     table = Table(title=f"{records[0]['scenario']} ({records[0]['preset']}) → {out_dir}/results.jsonl")
     for column in ["run", "seed", *identity, "status", *metrics, "wall_s"]:
-        table.add_column(column, justify="right" if column in metrics or column in ("seed", "wall_s") else "left")
+        numeric = column in metrics or column in ("seed", "wall_s")
+        table.add_column(column, justify="right" if numeric else "left", no_wrap=True)
     for record, cached in finished:
         status = "cached" if cached else record["status"]
         style = "red" if record["status"] != "ok" else None
-        values = [f"{record['metrics'][m]:.4f}" if m in record["metrics"] else "–" for m in metrics]
+        values = [f"{record['metrics'][m]:.4g}" if m in record["metrics"] else "–" for m in metrics]
         table.add_row(record["run_id"], str(record["seed"]), *[str(record.get(k)) for k in identity], status,
                       *values, f"{record['timing']['wall_s']:.1f}", style=style)
     return table

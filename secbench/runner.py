@@ -21,7 +21,7 @@ import torch
 from secbench import provenance, store
 from secbench.config import config_hash
 from secbench.engine import seed_everything
-from secbench.errors import TrainingDiverged
+from secbench.errors import SecbenchError, TrainingDiverged
 from secbench.progress import NullProgress, Progress
 from secbench.scenarios.base import RunContext, Scenario
 
@@ -73,10 +73,14 @@ def execute(scenario: Scenario, spec: RunSpec, out_dir: Path, *, device: torch.d
             raise TrainingDiverged(f"non-finite metric(s) {', '.join(bad)}")
     except TrainingDiverged as exc:
         status, reason = "failed", str(exc)
-    except (KeyboardInterrupt, SystemExit):
+    except SecbenchError:  # the user's input is wrong (missing data, bad option): nothing to record
+        shutil.rmtree(partial, ignore_errors=True)
         raise
-    except Exception as exc:  # recorded, never lost: the CLI prints the one-line reason
+    except Exception as exc:  # a crash is recorded, never lost; the CLI prints the one-line reason
         status, reason = "failed", f"{type(exc).__name__}: {exc}"
+    except BaseException:  # interrupted: leave nothing half-done behind
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     wall = time.perf_counter() - clock
 
     record = {
