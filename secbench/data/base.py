@@ -103,10 +103,30 @@ def subsample(data: ImageSet, n: int | None, seed: int) -> ImageSet:
     classes, counts = np.unique(labels, return_counts=True)
     quota = np.floor(counts / counts.sum() * n).astype(int)
     quota[np.argsort(-(counts / counts.sum() * n - quota))[: n - quota.sum()]] += 1
-    for cls, q in zip(classes, quota):
+    for cls, q in zip(classes, quota, strict=True):
         members = np.flatnonzero(labels == cls)
         chosen.append(rng.choice(members, size=min(q, len(members)), replace=False))
     return data.subset(np.sort(np.concatenate(chosen)))
+
+
+SPLIT_SEED = 20240601  # the train/test split is part of the dataset: it never changes with ``seed``
+TEST_FRACTION = 0.2
+
+
+def fixed_split(data: ImageSet) -> tuple[ImageSet, ImageSet]:
+    """The dataset's own stratified 80/20 train/test split: the same for every run and every ``seed``."""
+    from sklearn.model_selection import train_test_split  # deferred: importing this package must stay cheap
+
+    labels = data.labels.numpy()
+    try:
+        train, test = train_test_split(
+            np.arange(len(labels)), test_size=TEST_FRACTION, stratify=labels, random_state=SPLIT_SEED
+        )
+    except ValueError as exc:  # too few images for every class to appear on both sides
+        raise SecbenchError(
+            f"cannot split {len(labels)} images into train and test by class: {exc}"
+        ) from None
+    return data.subset(np.sort(train)), data.subset(np.sort(test))
 
 
 def data_root() -> Path:

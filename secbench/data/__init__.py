@@ -1,0 +1,27 @@
+"""Datasets: every one is a registered factory returning :class:`DataSplits` of uint8 images.
+
+Built-ins: ``digits``, ``shapes`` and ``patches`` are made from data bundled with scikit-learn /
+scikit-image (always available offline); ``cifar10``, ``cifar100``, ``svhn``, ``gtsrb`` and
+``imagefolder`` read local files and never download. Every factory takes ``seed``, ``n_train``
+and ``n_test`` (None: the dataset's own size) plus its own options.
+"""
+
+from __future__ import annotations
+
+from secbench import registry
+from secbench.data import digits, local, patches, shapes  # noqa: F401  (they register themselves)
+from secbench.data.base import DataSplits, ImageSet, channel_stats, data_root, make_splits, subsample
+from secbench.errors import SecbenchError
+
+__all__ = ["DataSplits", "ImageSet", "channel_stats", "data_root", "load_dataset", "make_splits", "subsample"]
+
+
+def load_dataset(spec: str, **kwargs: object) -> DataSplits:
+    """Build the dataset ``spec`` (a registered name, or ``imagefolder:PATH``) with ``kwargs``
+    (``seed``, ``n_train``, ``n_test``, dataset options; None values are ignored)."""
+    kind, sep, path = spec.partition(":")
+    if sep and kind == "imagefolder":
+        if not path:
+            raise SecbenchError("imagefolder: needs a folder, as in imagefolder:PATH")
+        return registry.create("dataset", "imagefolder", path=path, **kwargs)
+    return registry.create("dataset", spec, **kwargs)
