@@ -84,9 +84,9 @@ def report(
         output.write_text(render_all(tables, fmt), encoding="utf-8")
         click.echo(f"wrote {len(tables)} table(s) to {output}", err=True)
     elif fmt == "table":  # let rich fit the terminal and colour it
-        from rich.console import Console
+        from secbench.console import stdout_console
 
-        console = Console()
+        console = stdout_console()
         for name, table in tables.items():
             console.print(build_table(table, name))
     else:
@@ -108,16 +108,15 @@ def report(
 @exits_on_user_error
 def gate(claims_file: Path, results_dir: Path, junit: Path | None) -> None:
     """Check CLAIMS_FILE against the results: exit 0 if every claim holds, 1 if one fails, 2 on errors."""
-    from rich.console import Console
-
     from reports.gate import evaluate, load_claims, write_junit
     from reports.render import verdict_table
+    from secbench.console import stdout_console
 
     claims = load_claims(claims_file)  # a broken file is an error (2) even if results are missing
     results = evaluate(claims, _load_ok(results_dir))
     if junit is not None:
         write_junit(results, junit)
-    Console().print(verdict_table(results))
+    stdout_console().print(verdict_table(results))
     failed = [result for result in results if not result.passed]
     for result in failed:
         click.echo(f"FAIL {result.claim.label}: {result.reason}")

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from secbench import registry
 from secbench.config import PRESETS, resolve
+from secbench.console import stdout_console
 from secbench.errors import UnknownNameError
 
 KIND_NAMES = {"scenarios": "scenario", "attacks": "attack", "defenses": "defense", "models": "model",
@@ -23,8 +24,7 @@ def run_scenario(scenario_cls: type, *, preset: str, seeds: list[int], device: s
     from secbench.progress import RichProgress
     from secbench.runner import RunSpec, execute
 
-    # Off a terminal rich would wrap to 80 columns; a results table should stay one line per run.
-    console = console or Console(width=None if Console().is_terminal else 200)
+    console = console or stdout_console()
     errors = Console(stderr=True)
     dev = select_device(device)
     scenario = scenario_cls()
@@ -62,7 +62,7 @@ def _runs_table(finished: list[tuple[dict[str, Any], bool]], out_dir: Path) -> T
 
 def list_components(kind: str | None, console: Console | None = None) -> None:
     """Print the registered names (with one-line summaries) of one kind, or of all kinds."""
-    console = console or Console()
+    console = console or stdout_console()
     valid = [*KIND_NAMES, "presets"]
     if kind is not None and kind not in valid:
         raise UnknownNameError("kind", kind, valid)

@@ -99,11 +99,11 @@ def augment_batch(images: torch.Tensor, ops: Sequence[str], generator: torch.Gen
         padded = F.pad(images, (pad, pad, pad, pad), mode="reflect")
         dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(images.device)
         dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(images.device)
-        rows = (dy[:, None] + torch.arange(h, device=images.device))[:, None, :, None]  # (N, 1, H, 1)
-        cols = (dx[:, None] + torch.arange(w, device=images.device))[:, None, None, :]  # (N, 1, 1, W)
-        batch = torch.arange(n, device=images.device)[:, None, None, None]
-        chans = torch.arange(images.shape[1], device=images.device)[None, :, None, None]
-        images = padded[batch, chans, rows, cols]
+        c = images.shape[1]
+        # two gathers (rows, then columns) are ~3x faster on CPU than one 4-D advanced index
+        rows = (dy[:, None] + torch.arange(h, device=images.device))[:, None, :, None].expand(n, c, h, w + 2 * pad)
+        cols = (dx[:, None] + torch.arange(w, device=images.device))[:, None, None, :].expand(n, c, h, w)
+        images = padded.gather(2, rows).gather(3, cols)
     return images
 
 
@@ -135,9 +135,9 @@ def _autocast(device: torch.device) -> torch.autocast:
 
 
 def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
-    """Move ``model`` to ``device``; channels_last on CUDA, where it speeds up convolutions."""
-    model = model.to(device)
-    return model.to(memory_format=torch.channels_last) if device.type == "cuda" else model
+    """Move ``model`` to ``device`` in channels_last, which speeds up convolutions on CUDA and, for the
+    small nets of CPU runs, on CPU too (1.5-1.6x for cnn-s training; ``benchmarks/engine.py``)."""
+    return model.to(device).to(memory_format=torch.channels_last)
 
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -172,7 +172,6 @@ def fit(
     total_steps = cfg.epochs * steps_per_epoch
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(cfg, total_steps))
     scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and not torch.cuda.is_bf16_supported())
-    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
     history: dict[str, list[float]] = {"loss": [], "acc": [], "lr": [], "epoch_s": []}
 
     model.train()
@@ -191,7 +190,7 @@ def fit(
                     x, y = both[:, : x.shape[1]], both[:, x.shape[1] :]
                 else:
                     x = augment_batch(x, cfg.augment, generator, cfg.crop_pad)
-                x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+                x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
                 y = y.to(device, non_blocking=True)
                 with _autocast(device):
                     out = model(x)
@@ -220,11 +219,10 @@ def fit(
 def predict(model: nn.Module, images: torch.Tensor, *, device: torch.device, batch_size: int = 512) -> torch.Tensor:
     """Model outputs for ``(N, C, H, W)`` images (uint8, or float in [0, 1]), in batches; on the CPU as float32."""
     model.eval()
-    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
     outs = []
     for start in range(0, len(images), batch_size):
         x = images[start : start + batch_size].to(device)
-        x = (x.float().div_(255) if x.dtype == torch.uint8 else x).contiguous(memory_format=memory_format)
+        x = (x.float().div_(255) if x.dtype == torch.uint8 else x).contiguous(memory_format=torch.channels_last)
         with _autocast(device):
             outs.append(model(x).float().cpu())
     return torch.cat(outs)

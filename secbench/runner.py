@@ -97,6 +97,7 @@ def execute(scenario: Scenario, spec: RunSpec, out_dir: Path, *, device: torch.d
         "higher_is_better": outcome.higher_is_better if outcome else {},
         "n": outcome.n if outcome else 0,
         "config": spec.config,
+        "derived": outcome.derived if outcome else {},
         "config_hash": spec.config_hash,
         "provenance": {**provenance.collect(device),
                        "dataset_sha256": outcome.dataset_fingerprint if outcome else None},

@@ -42,6 +42,7 @@ class Outcome:
     higher_is_better: dict[str, bool]
     n: int  # evaluation items behind the headline metric
     dataset_fingerprint: str | None = None
+    derived: dict[str, Any] = field(default_factory=dict)  # values the config left open (e.g. epochs from a budget)
 
 
 class Scenario(abc.ABC):

@@ -6,6 +6,7 @@ and the end-to-end check of the engine: data, model, training loop, store.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +26,8 @@ class CleanConfig:
     data_seed: int = 0  # the dataset draw stays fixed while training seeds vary
     n_train: int | None = None  # None: the dataset's own size
     n_test: int | None = None
-    epochs: int = 15
+    epochs: int | None = None  # None: as many passes as ``train_images`` needs (at least 3)
+    train_images: int = 25_000  # the quick preset's training budget, in images seen
     batch_size: int = 128
     lr: float = 0.05
     optimizer: str = "sgd"
@@ -35,14 +37,18 @@ class CleanConfig:
     augment: str = "crop,flip"  # comma-separated: crop (reflect-pad 4), flip; "" for none
     label_smoothing: float = 0.0
 
-    def train_config(self) -> TrainConfig:
-        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, optimizer=self.optimizer,
-                           momentum=self.momentum, weight_decay=self.weight_decay, schedule=self.schedule,
+    def epochs_for(self, n_train: int) -> int:
+        return self.epochs if self.epochs is not None else max(3, math.ceil(self.train_images / n_train))
+
+    def train_config(self, n_train: int) -> TrainConfig:
+        return TrainConfig(epochs=self.epochs_for(n_train), batch_size=self.batch_size, lr=self.lr,
+                           optimizer=self.optimizer, momentum=self.momentum, weight_decay=self.weight_decay,
+                           schedule=self.schedule,
                            augment=tuple(a for a in self.augment.split(",") if a),
                            label_smoothing=self.label_smoothing)
 
     def __post_init__(self) -> None:
-        self.train_config()  # validates the training options early, before any data is built
+        self.train_config(n_train=1)  # validates the training options early, before any data is built
 
 
 @register("scenario", "clean")
@@ -64,7 +70,7 @@ class Clean(Scenario):
         build = {"num_classes": data.num_classes, "img_size": data.img_size, "mean": data.mean, "std": data.std}
         model = create_model(config.model, **build)
         start = time.perf_counter()
-        history = fit(model, data.train, config.train_config(), generator=ctx.generator, device=ctx.device,
+        history = fit(model, data.train, config.train_config(len(data.train)), generator=ctx.generator, device=ctx.device,
                       progress=ctx.progress, description=f"clean {config.model} on {config.dataset}")
         train_s = time.perf_counter() - start
         clean_acc = accuracy(model, data.test, device=ctx.device)
@@ -75,7 +81,8 @@ class Clean(Scenario):
             "train_acc": history["acc"][-1],
             "train_loss": history["loss"][-1],
             "train_s": train_s,
-            "train_img_per_s": config.epochs * len(data.train) / train_s,
+            "train_img_per_s": len(history["loss"]) * len(data.train) / train_s,
         }
         better = {"clean_acc": True, "train_acc": True, "train_loss": False, "train_s": False, "train_img_per_s": True}
-        return Outcome(metrics, better, n=len(data.test), dataset_fingerprint=data.fingerprint())
+        derived = {"epochs": len(history["loss"]), "n_train": len(data.train), "n_test": len(data.test)}
+        return Outcome(metrics, better, n=len(data.test), dataset_fingerprint=data.fingerprint(), derived=derived)
