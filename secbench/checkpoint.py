@@ -36,3 +36,17 @@ def load(stem: str | Path, device: torch.device | str = "cpu") -> nn.Module:
     except (OSError, json.JSONDecodeError, KeyError, SafetensorError, RuntimeError) as exc:
         raise SecbenchError(f"cannot load checkpoint {stem}: {exc}") from exc
     return model.to(device).eval()
+
+
+def write_json(path: Path, payload: Any) -> Path:
+    """JSON next to a checkpoint (histories, metadata); NaN is kept as JSON's ``NaN`` literal."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True))
+    return path
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SecbenchError(f"cannot read {path}: {exc}") from exc

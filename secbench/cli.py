@@ -17,6 +17,7 @@ from reports.cli import gate, report
 from secbench import __version__
 from secbench.errors import SecbenchError
 
+
 def _parse_seeds(seed: int | None, seeds: str | None) -> list[int]:
     if seed is not None and seeds is not None:
         raise SecbenchError("give either --seed or --seeds, not both")

@@ -62,7 +62,7 @@ def execute(scenario: Scenario, spec: RunSpec, out_dir: Path, *, device: torch.d
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     ctx = RunContext(device=device, seed=spec.seed, generator=seed_everything(spec.seed), artifacts=partial,
-                     progress=progress or NullProgress())
+                     cache=out_dir / "cache", progress=progress or NullProgress())
     started = datetime.now(timezone.utc)
     clock = time.perf_counter()
     status, reason, outcome = "ok", None, None

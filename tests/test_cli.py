@@ -40,10 +40,18 @@ def smoke_runs(tmp_path_factory) -> Path:
 def test_help_and_version_are_instant_and_skip_torch():
     code = "import sys, secbench.cli; print(sorted({'torch', 'pandas', 'rich'} & set(sys.modules)))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "[]"
-    for flag in ("--help", "--version"):
-        start = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "secbench", flag], capture_output=True, text=True)
-        assert done.returncode == 0 and time.perf_counter() - start < 1.0
+
+    def best_of_three(*args: str) -> float:  # a shared CI core can stall any single start-up
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            assert subprocess.run([sys.executable, *args], capture_output=True).returncode == 0
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    interpreter = best_of_three("-c", "pass")
+    for flag in ("--help", "--version"):  # under 1 s on an idle machine; the import cost is what we own
+        assert best_of_three("-m", "secbench", flag) - interpreter < 0.5
 
 
 def test_smoke_run_records_everything(smoke_runs: Path):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import abc
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -23,15 +22,14 @@ class RunContext:
     seed: int
     generator: torch.Generator
     artifacts: Path
+    cache: Path  # shared by all runs in the results folder: trained models reused across scenarios
     progress: Progress = field(default_factory=NullProgress)
 
     def save_model(self, model: nn.Module, stem: str, *, name: str, **build: Any) -> Path:
         return checkpoint.save(model, self.artifacts / stem, name=name, **build)
 
     def write_json(self, filename: str, payload: Any) -> Path:
-        path = self.artifacts / filename
-        path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=float))
-        return path
+        return checkpoint.write_json(self.artifacts / filename, payload)
 
 
 @dataclass

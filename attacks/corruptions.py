@@ -1,0 +1,67 @@
+"""Common corruptions at five severities (Hendrycks & Dietterich, arXiv 1903.12261), with albumentations.
+
+Severity values follow CIFAR-10-C's parameters where albumentations has the same operator, so that
+numbers on 32×32 data are comparable in spirit; where the operator differs (shot noise is applied in
+linear light by albumentations; blur is a Gaussian rather than a disk) the table says what is used.
+Every transform is built with ``strict=True``: a wrong argument name is an error, not a silent default.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from secbench.registry import register
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations phones home on import otherwise
+import albumentations as A  # noqa: E402
+import cv2  # noqa: E402
+
+# name -> (transform for one severity parameter, the five parameters from mild to severe)
+CORRUPTIONS: dict[str, tuple[Callable[[Any], A.BasicTransform], tuple[Any, ...]]] = {
+    # std as a fraction of the value range; CIFAR-10-C sigmas
+    "gaussian-noise": (lambda s: A.GaussNoise(std_range=(s, s), p=1, strict=True), (0.04, 0.06, 0.08, 0.09, 0.10)),
+    # poisson(x / scale) * scale, scale = 1 / CIFAR-10-C photon count (500, 250, 100, 75, 50)
+    "shot-noise": (lambda s: A.ShotNoise(scale_range=(s, s), p=1, strict=True), (0.002, 0.004, 0.01, 0.0133, 0.02)),
+    # Gaussian blur sigma in pixels (CIFAR-10-C uses a disk kernel of radius 0.3-1.5)
+    "blur": (lambda s: A.GaussianBlur(blur_limit=0, sigma_limit=(s, s), p=1, strict=True), (0.4, 0.6, 0.8, 1.0, 1.5)),
+    # kernel size in pixels, random direction
+    "motion-blur": (lambda k: A.MotionBlur(blur_limit=(k, k), p=1, strict=True), (3, 5, 7, 9, 11)),
+    # JPEG quality; CIFAR-10-C values
+    "jpeg": (lambda q: A.ImageCompression(quality_range=(q, q), p=1, strict=True), (80, 65, 58, 50, 40)),
+    # contrast factor c (x -> mean + c (x - mean)); CIFAR-10-C values
+    "contrast": (lambda c: A.RandomBrightnessContrast(brightness_limit=(0, 0), contrast_limit=(c - 1, c - 1), p=1,
+                                                      strict=True), (0.75, 0.5, 0.4, 0.3, 0.15)),
+    # additive brightness as a fraction of the range; CIFAR-10-C values
+    "brightness": (lambda b: A.RandomBrightnessContrast(brightness_limit=(b, b), contrast_limit=(0, 0), p=1,
+                                                        strict=True), (0.05, 0.1, 0.15, 0.2, 0.3)),
+    # down-scale factor, box down then nearest up; CIFAR-10-C values
+    "pixelate": (lambda f: A.Downscale(scale_range=(f, f), p=1, strict=True,
+                                       interpolation_pair={"downscale": cv2.INTER_AREA, "upscale": cv2.INTER_NEAREST}),
+                 (0.95, 0.9, 0.85, 0.75, 0.65)),
+}
+SEVERITIES = (1, 2, 3, 4, 5)
+
+
+def corrupt(images: torch.Tensor, name: str, severity: int, *, seed: int) -> torch.Tensor:
+    """``images`` uint8 ``(N, 3, H, W)`` → the same, corrupted at ``severity`` (1-5), reproducibly per seed."""
+    build, params = CORRUPTIONS[name]
+    transform = A.Compose([build(params[severity - 1])], seed=seed, strict=True)
+    arrays = images.permute(0, 2, 3, 1).cpu().numpy()
+    out = np.stack([transform(image=np.ascontiguousarray(a))["image"] for a in arrays])
+    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+
+
+@register("attack", "corruptions")
+def corruptions(*, names: tuple[str, ...] = tuple(CORRUPTIONS), seed: int = 0) -> Callable[[torch.Tensor], dict]:
+    """Common corruptions (noise, blur, JPEG, contrast, brightness, pixelate) at 5 severities (arXiv 1903.12261)."""
+
+    def run(images: torch.Tensor) -> dict[tuple[str, int], torch.Tensor]:
+        return {(n, s): corrupt(images, n, s, seed=seed + 1000 * i + s)
+                for i, n in enumerate(names) for s in SEVERITIES}
+
+    return run

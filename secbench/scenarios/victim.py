@@ -1,0 +1,106 @@
+"""The classifier a scenario attacks: its config fields, and training it once per (data, model, recipe, seed).
+
+``clean`` and ``robustness`` (and later the backdoor scenarios' reference models) share these
+fields and this cache, so a model trained by one scenario is reused by the next.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from torch import nn
+
+from secbench import checkpoint
+from secbench.config import config_hash
+from secbench.data import DataSplits, load_dataset
+from secbench.engine import TrainConfig, fit
+from secbench.registry import create_model
+from secbench.scenarios.base import RunContext
+
+
+@dataclass(frozen=True)
+class VictimConfig:
+    """Data, model and training recipe. Defaults are the ``quick`` preset (minutes on 2 CPU cores)."""
+
+    dataset: str = "digits"
+    model: str = "cnn-s"
+    data_seed: int = 0  # the dataset draw stays fixed while training seeds vary
+    n_train: int | None = None  # None: the dataset's own size
+    n_test: int | None = None
+    epochs: int | None = None  # None: as many passes as ``train_images`` needs (at least 3)
+    train_images: int = 25_000  # the quick preset's training budget, in images seen
+    batch_size: int = 128
+    lr: float = 0.05
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "triangle"
+    augment: str = "crop,flip"  # comma-separated: crop (reflect-pad 4), flip; "" for none
+    label_smoothing: float = 0.0
+
+    def epochs_for(self, n_train: int) -> int:
+        return self.epochs if self.epochs is not None else max(3, math.ceil(self.train_images / n_train))
+
+    def train_config(self, n_train: int) -> TrainConfig:
+        return TrainConfig(epochs=self.epochs_for(n_train), batch_size=self.batch_size, lr=self.lr,
+                           optimizer=self.optimizer, momentum=self.momentum, weight_decay=self.weight_decay,
+                           schedule=self.schedule, augment=tuple(a for a in self.augment.split(",") if a),
+                           label_smoothing=self.label_smoothing)
+
+    def __post_init__(self) -> None:
+        self.train_config(n_train=1)  # validates the training options early, before any data is built
+
+    @classmethod
+    def from_dict(cls, cfg: dict[str, Any]) -> VictimConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in cfg.items() if k in names})
+
+
+# Paper preset for victims: BackdoorBench's protocol (100 epochs, batch 128, SGD lr 0.01 cosine, wd 5e-4).
+PAPER_RECIPE = {"epochs": 100, "batch_size": 128, "lr": 0.01, "schedule": "cosine", "weight_decay": 5e-4}
+SMOKE_RECIPE = {"n_train": 300, "n_test": 100, "epochs": 1, "batch_size": 64}
+
+
+@dataclass
+class Victim:
+    model: nn.Module
+    data: DataSplits
+    history: dict[str, list[float]]
+    train_s: float  # 0 when loaded from the cache
+    cached: bool
+
+
+def load_data(cfg: VictimConfig) -> DataSplits:
+    return load_dataset(cfg.dataset, seed=cfg.data_seed, n_train=cfg.n_train, n_test=cfg.n_test)
+
+
+def train_victim(cfg: VictimConfig, ctx: RunContext, data: DataSplits | None = None) -> Victim:
+    """Train ``cfg.model`` on ``cfg.dataset`` with seed ``ctx.seed``, or load it if an earlier run did.
+
+    The cache entry is keyed by the victim fields, the seed and the device, and is written to a
+    temporary folder that is renamed into place, so a concurrent or interrupted run never sees half.
+    """
+    data = data or load_data(cfg)
+    key = config_hash({"victim": asdict(cfg), "seed": ctx.seed, "device": ctx.device.type})
+    entry = ctx.cache / f"victim-{cfg.model}-{key.split(':')[1][:16]}"
+    if (entry / "model.json").exists():
+        history = checkpoint.read_json(entry / "history.json")
+        return Victim(checkpoint.load(entry / "model", ctx.device), data, history, 0.0, cached=True)
+    build = {"num_classes": data.num_classes, "img_size": data.img_size, "mean": data.mean, "std": data.std}
+    model = create_model(cfg.model, **build)
+    start = time.perf_counter()
+    history = fit(model, data.train, cfg.train_config(len(data.train)), generator=ctx.generator, device=ctx.device,
+                  progress=ctx.progress, description=f"train {cfg.model} on {cfg.dataset}")
+    train_s = time.perf_counter() - start
+    staging = entry.with_name(entry.name + f".tmp{ctx.seed}-{time.time_ns()}")
+    checkpoint.save(model, staging / "model", name=cfg.model, **build)
+    checkpoint.write_json(staging / "history.json", history)
+    try:
+        staging.rename(entry)
+    except OSError:  # another process cached the same victim first: theirs is identical
+        shutil.rmtree(staging, ignore_errors=True)
+    return Victim(model, data, history, train_s, cached=False)
