@@ -56,12 +56,27 @@ def corrupt(images: torch.Tensor, name: str, severity: int, *, seed: int) -> tor
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
 
+class CorruptionSuite:
+    """Callable over uint8 ``(N, 3, H, W)`` images → ``{(corruption, severity): corrupted images}``."""
+
+    def __init__(self, names: tuple[str, ...], seed: int):
+        self.names, self.seed = names, seed
+
+    def one(self, images: torch.Tensor, name: str) -> dict[int, torch.Tensor]:
+        """Every severity of one corruption, each with its own reproducible random stream."""
+        offset = 1000 * tuple(CORRUPTIONS).index(name)
+        return {s: corrupt(images, name, s, seed=self.seed + offset + s) for s in SEVERITIES}
+
+    def __call__(self, images: torch.Tensor) -> dict[tuple[str, int], torch.Tensor]:
+        return {(n, s): x for n in self.names for s, x in self.one(images, n).items()}
+
+
 @register("attack", "corruptions")
-def corruptions(*, names: tuple[str, ...] = tuple(CORRUPTIONS), seed: int = 0) -> Callable[[torch.Tensor], dict]:
+def corruptions(*, names: tuple[str, ...] = tuple(CORRUPTIONS), seed: int = 0) -> CorruptionSuite:
     """Common corruptions (noise, blur, JPEG, contrast, brightness, pixelate) at 5 severities (arXiv 1903.12261)."""
+    unknown = set(names) - set(CORRUPTIONS)
+    if unknown:
+        from secbench.errors import UnknownNameError
 
-    def run(images: torch.Tensor) -> dict[tuple[str, int], torch.Tensor]:
-        return {(n, s): corrupt(images, n, s, seed=seed + 1000 * i + s)
-                for i, n in enumerate(names) for s in SEVERITIES}
-
-    return run
+        raise UnknownNameError("corruption", sorted(unknown)[0], CORRUPTIONS)
+    return CorruptionSuite(tuple(names), seed)

@@ -39,24 +39,39 @@ def run_scenario(scenario_cls: type, *, preset: str, seeds: list[int], device: s
                 errors.print(f"[red]run {record['run_id']} (seed {spec.seed}) failed: {record['reason']}[/red]")
             finished.append((record, cached))
             bar.advance(1)
-    console.print(_runs_table(finished, out_dir))
+    console.print(_runs_table(finished, out_dir, scenario.headline))
     return sum(r["status"] != "ok" for r, _ in finished)
 
 
-def _runs_table(finished: list[tuple[dict[str, Any], bool]], out_dir: Path) -> Table:
+def _runs_table(finished: list[tuple[dict[str, Any], bool]], out_dir: Path, headline: tuple[str, ...]) -> Table:
+    """One row per run. A single run shows every metric; several show the scenario's headline metrics
+    (every metric stays in the record, for ``secbench report``)."""
     records = [r for r, _ in finished]
     identity = [k for k in ("dataset", "model", "method", "attack", "defense") if any(r.get(k) for r in records)]
     metrics = list(dict.fromkeys(m for r in records for m in r["metrics"]))
+    if len(records) > 1 and headline:
+        metrics = [m for m in headline if m in metrics]
     table = Table(title=f"{records[0]['scenario']} ({records[0]['preset']}) → {out_dir}/results.jsonl")
-    for column in ["run", "seed", *identity, "status", *metrics, "wall_s"]:
+    if len(records) == 1:
+        record, cached = finished[0]
+        table.add_column("field")
+        table.add_column("value", justify="right")
+        for key in ("run_id", "seed", *identity):
+            table.add_row(key, str(record.get(key)))
+        table.add_row("status", "cached" if cached else record["status"], style="red" if record["status"] != "ok" else None)
+        for m in metrics:
+            table.add_row(m, f"{record['metrics'][m]:.4g}")
+        table.add_row("wall_s", f"{record['timing']['wall_s']:.1f}")
+        return table
+    for column in ["seed", *identity, "status", *metrics, "wall_s"]:
         numeric = column in metrics or column in ("seed", "wall_s")
         table.add_column(column, justify="right" if numeric else "left", no_wrap=True)
     for record, cached in finished:
-        status = "cached" if cached else record["status"]
-        style = "red" if record["status"] != "ok" else None
         values = [f"{record['metrics'][m]:.4g}" if m in record["metrics"] else "–" for m in metrics]
-        table.add_row(record["run_id"], str(record["seed"]), *[str(record.get(k)) for k in identity], status,
-                      *values, f"{record['timing']['wall_s']:.1f}", style=style)
+        table.add_row(str(record["seed"]), *[str(record.get(k)) for k in identity],
+                      "cached" if cached else record["status"], *values, f"{record['timing']['wall_s']:.1f}",
+                      style="red" if record["status"] != "ok" else None)
+    table.caption = f"every metric: secbench report {out_dir} --scenario {records[0]['scenario']}"
     return table
 
 

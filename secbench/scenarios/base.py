@@ -52,6 +52,7 @@ class Scenario(abc.ABC):
     version: ClassVar[int] = 1
     Config: ClassVar[type]
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    headline: ClassVar[tuple[str, ...]] = ()  # metrics the end-of-command table shows for several runs
 
     def grid(self, cfg: dict[str, Any]) -> list[dict[str, Any]]:
         """The runs one command expands to (e.g. ``--attack all``); one by default."""

@@ -28,6 +28,7 @@ class Clean(Scenario):
     version = 1
     Config = CleanConfig
     presets = {"smoke": SMOKE_RECIPE, "paper": PAPER_RECIPE}
+    headline = ("clean_acc", "train_s")
 
     def run(self, cfg: dict[str, Any], ctx: RunContext) -> Outcome:
         victim = train_victim(CleanConfig.from_dict(cfg), ctx)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from torch import nn
@@ -85,7 +85,9 @@ def train_victim(cfg: VictimConfig, ctx: RunContext, data: DataSplits | None = N
     temporary folder that is renamed into place, so a concurrent or interrupted run never sees half.
     """
     data = data or load_data(cfg)
-    key = config_hash({"victim": asdict(cfg), "seed": ctx.seed, "device": ctx.device.type})
+    # Only the victim's own fields: the same model serves every attack a scenario adds on top.
+    victim_fields = {f.name: getattr(cfg, f.name) for f in fields(VictimConfig)}
+    key = config_hash({"victim": victim_fields, "seed": ctx.seed, "device": ctx.device.type})
     entry = ctx.cache / f"victim-{cfg.model}-{key.split(':')[1][:16]}"
     if (entry / "model.json").exists():
         history = checkpoint.read_json(entry / "history.json")

@@ -1,0 +1,44 @@
+"""The few figure types secbench writes (PNG, matplotlib's non-interactive backend)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def line_plot(x: Sequence[float], curves: Mapping[str, Sequence[float]], path: Path, *, xlabel: str, ylabel: str,
+              title: str) -> Path:
+    """One line per entry of ``curves`` over ``x``; y is assumed to be a fraction in [0, 1]."""
+    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
+    for label, y in curves.items():
+        ax.plot(x, y, marker="o", label=label)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title, ylim=(-0.02, 1.02))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def heatmap(values: Sequence[Sequence[float]], rows: Sequence[str], cols: Sequence[str], path: Path, *,
+            title: str, label: str = "accuracy") -> Path:
+    """A rows × cols grid of values in [0, 1], each cell annotated."""
+    fig, ax = plt.subplots(figsize=(1.2 + 0.8 * len(cols), 0.9 + 0.45 * len(rows)), dpi=120)
+    image = ax.imshow(values, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(cols)), cols)
+    ax.set_yticks(range(len(rows)), rows)
+    for i, row in enumerate(values):
+        for j, v in enumerate(row):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v < 0.6 else "black")
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, label=label)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
