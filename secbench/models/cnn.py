@@ -9,9 +9,9 @@ Why this shape: on CPU a small CNN's cost is dominated by full-resolution activa
 block is narrow (16 channels) and the width doubles each time the map halves, spending about the same
 1.2M MACs in each of the last three blocks. Training throughput on two threads (batch 128, SGD,
 medians on a shared 2-core VM): about 1,800 img/s, and about 2,500 img/s (+40%) with the model and
-the batches in ``torch.channels_last``. The model does not switch itself to channels_last: its conv
-weights would then be non-contiguous, which safetensors refuses to save; a trainer that wants the
-speed converts model and batches itself and saves ``.contiguous()`` copies.
+the batches in ``torch.channels_last``. The model does not switch itself to channels_last (its conv
+weights would then be non-contiguous, which safetensors refuses to save): ``secbench.engine`` converts
+model and batches, and checkpoints save ``.contiguous()`` copies.
 """
 
 from __future__ import annotations
