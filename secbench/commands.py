@@ -89,3 +89,41 @@ def list_components(kind: str | None, console: Console | None = None) -> None:
         if not table.row_count:
             table.add_row("(none yet)", "")
         console.print(table)
+
+
+def print_model_cards(input_size: int, num_classes: int, fmt: str, names: list[str] | None = None,
+                      console: Console | None = None) -> None:
+    """``secbench models``: the card table as a rich table, markdown or CSV."""
+    import pandas as pd
+
+    from secbench.errors import SecbenchError
+    from secbench.zoo import card_rows
+
+    if input_size < 16 or num_classes < 1:
+        raise SecbenchError("--input-size must be at least 16 and --num-classes at least 1")
+    frame = pd.DataFrame(card_rows(input_size, num_classes, names))
+    if fmt == "csv":
+        print(frame.to_csv(index=False), end="")
+        return
+    shown = frame.copy().astype(object)
+    for column in frame.columns:
+        shown[column] = [_card_cell(column, v) for v in frame[column]]
+    if fmt == "md":
+        print(shown.to_markdown(index=False))
+        return
+    table = Table(title=f"model cards at {input_size}x{input_size}, {num_classes} classes (MACs = MAdds)")
+    for column in shown.columns:
+        table.add_column(column, justify="left" if column in ("model", "paper") else "right", no_wrap=True)
+    for row in shown.itertuples(index=False):
+        table.add_row(*row)
+    (console or stdout_console()).print(table)
+
+
+def _card_cell(column: str, value: Any) -> str:
+    if value is None or value != value:  # None or NaN: no reference for this model
+        return "–"
+    if column.endswith("_pct"):
+        return f"{value:+.2f}%"
+    if column.endswith("_m"):
+        return f"{value:,.3f}"
+    return str(value)

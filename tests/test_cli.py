@@ -161,3 +161,18 @@ def test_report_and_gate_on_real_runs(smoke_runs: Path, tmp_path: Path):
     assert invoke("gate", str(claims), "--results", str(smoke_runs)).exit_code == 0
     claims.write_text("claims:\n  - {scenario: clean, dataset: shapes, metric: clean_acc, op: '>=', value: 0}\n")
     assert CliRunner().invoke(cli, ["gate", str(claims), "--results", str(smoke_runs)]).exit_code == 1
+
+
+def test_model_cards_compare_with_the_official_numbers():
+    result = invoke("models", "--models", "micronet-m0,mobile-former-26m,cnn-s", "--format", "csv")
+    assert result.exit_code == 0
+    import csv
+    import io
+
+    rows = {r["model"]: r for r in csv.DictReader(io.StringIO(result.stdout))}
+    assert float(rows["micronet-m0"]["params_m"]) == pytest.approx(1.019590)
+    assert float(rows["micronet-m0"]["d_params_pct"]) == 0.0 and abs(float(rows["micronet-m0"]["d_macs_pct"])) < 2
+    assert float(rows["mobile-former-26m"]["paper_madds_m"]) == 26.0
+    assert rows["cnn-s"]["official_params_m"] == ""  # no paper, no reference
+    bad = CliRunner().invoke(cli, ["models", "--models", "micronet-m9"])
+    assert bad.exit_code == 2 and "did you mean" in bad.stderr
