@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from secbench import store
 
@@ -87,3 +88,12 @@ def build_results(out_dir: Path) -> Path:
 def results(tmp_path: Path) -> Path:
     """clean: cnn-s clean_acc 0.90/0.92/0.94 (mean 0.92), cnn-m 0.80/0.85 and a failed run; wm: attacks."""
     return build_results(tmp_path / "runs")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Model tests run tiny batches: intra-op threads only add synchronisation, which a busy CI core makes slow."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

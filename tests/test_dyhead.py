@@ -45,13 +45,7 @@ PYRAMID_5 = [(24, 40), (12, 20), (6, 10), (3, 5), (2, 3)]
 PYRAMID_3 = [(13, 9), (7, 5), (4, 3)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: extra intra-op threads only add synchronisation on the shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _pyramid(sizes: list[tuple[int, int]], channels: int, batch: int = 2) -> list[torch.Tensor]:

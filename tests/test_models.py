@@ -24,13 +24,7 @@ KNOWN_PARAMS = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These batches are tiny: intra-op threads only add synchronisation, which a busy machine makes very slow."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _build(name: str, num_classes: int = 10, img_size: int = 32) -> nn.Module:
