@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 import secbench
+from secbench import registry
 
 
 def _version(dist: str) -> str | None:
@@ -53,4 +54,5 @@ def collect(device: torch.device) -> dict[str, Any]:
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "threads": torch.get_num_threads(),
         "deterministic": device.type == "cpu",
+        "plugins": registry.loaded_plugins(),
     }

@@ -111,6 +111,12 @@ def describe(kind: str) -> list[tuple[str, str]]:
     return [(name, _entries[kind][name].summary) for name in list_names(kind)]
 
 
+def loaded_plugins() -> list[str]:
+    """``"kind.name (distribution version)"`` for every plugin entry used so far, for the record."""
+    return sorted(f"{e.kind}.{e.name} ({e.source})" for table in _entries.values() for e in table.values()
+                  if e.source != "builtin" and e.factory is not None)
+
+
 def create(kind: str, name: str, /, **cfg: Any) -> Any:
     """Build ``name`` of ``kind`` with ``cfg``. ``None`` values are dropped so that an unset CLI
     option never masks the component's own default; an option it does not take raises."""

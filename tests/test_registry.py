@@ -68,7 +68,9 @@ def test_plugin_entry_points_load_lazily_and_builtins_win(scratch_kind, monkeypa
                         lambda name, _real=registry.importlib.import_module: None if name == "attacks" else _real(name))
     assert registry.list_names(scratch_kind) == ["badnets", "broken", "ext-sum"]
     assert registry.create(scratch_kind, "badnets") == "builtin"
+    assert registry.loaded_plugins() == []  # listed, not yet used
     assert registry.get(scratch_kind, "ext-sum").load() is sum
+    assert registry.loaded_plugins() == ["attack.ext-sum (secbench-extra 1.2)"]
     assert "secbench-extra 1.2" in registry.get(scratch_kind, "ext-sum").summary
     with pytest.raises(SecbenchError, match="failed to load"):
         registry.create(scratch_kind, "broken")
