@@ -49,6 +49,10 @@ def exits_on_user_error(command: F) -> F:
 @click.option(
     "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE, not stdout."
 )
+@click.option(
+    "--plot-eps", type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write a PNG of accuracy against ε for every model and ε-bounded attack.",
+)
 @exits_on_user_error
 def report(
     results_dir: Path,
@@ -58,6 +62,7 @@ def report(
     metric: str | None,
     fmt: str,
     output: Path | None,
+    plot_eps: Path | None,
 ) -> None:
     """Mean ± std and n over seeds of the results in RESULTS_DIR."""
     from reports.frame import pivot, select
@@ -66,6 +71,10 @@ def report(
     df = _load_ok(results_dir)
     if df.empty:
         raise SecbenchError(f"no results in {results_dir}")
+    if plot_eps is not None:
+        from reports.figures import eps_curves
+
+        click.echo(f"wrote {eps_curves(df, plot_eps)}", err=True)
     for field, value in (("scenario", scenario), ("metric", metric)):
         if value is not None:
             known = ", ".join(map(str, df[field].unique()))

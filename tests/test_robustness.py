@@ -99,3 +99,9 @@ def test_robustness_scenario_smoke_end_to_end(tmp_path: Path):
         sum(m[f"acc_{n.replace('-', '_')}"] for n in CORRUPTIONS) / len(CORRUPTIONS))
     assert (tmp_path / pgd["artifacts"] / "eps_curve.png").stat().st_size > 1000
     assert (tmp_path / corruptions["artifacts"] / "corruptions.png").stat().st_size > 1000
+    table = CliRunner().invoke(cli, ["report", str(tmp_path), "--scenario", "robustness", "--rows", "model",
+                                     "--cols", "attack", "--metric", "robust_acc", "--format", "csv",
+                                     "--plot-eps", str(tmp_path / "eps.png")])
+    assert table.exit_code == 0, table.output
+    assert "pgd" in table.stdout and "corruptions" in table.stdout
+    assert (tmp_path / "eps.png").stat().st_size > 1000
