@@ -137,7 +137,13 @@ def _autocast(device: torch.device) -> torch.autocast:
 def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
     """Move ``model`` to ``device`` in channels_last, which speeds up convolutions on CUDA and, for the
     small nets of CPU runs, on CPU too (1.5-1.6x for cnn-s training; ``benchmarks/engine.py``)."""
-    return model.to(device).to(memory_format=torch.channels_last)
+    model = model.to(device)
+    # Only convolution weights: ``Module.to(memory_format=...)`` trips over some families' custom layers,
+    # and channels_last means nothing for the other parameters anyway.
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            module.weight.data = module.weight.data.contiguous(memory_format=torch.channels_last)
+    return model
 
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

@@ -151,3 +151,16 @@ def test_normalize_rejects_bad_statistics() -> None:
         Normalize((0.5, 0.5), (0.25, 0.25, 0.25))
     with pytest.raises(ValueError, match="positive"):
         Normalize((0.5,), (0.0,))
+
+
+def test_engine_preparation_keeps_the_function(name: str) -> None:
+    """The engine moves every model to channels_last convolutions; the outputs must not change."""
+    from secbench.engine import prepare_model
+
+    reference = _build(name).eval()
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = reference(x)
+        prepared = prepare_model(reference, torch.device("cpu"))
+        got = prepared(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
