@@ -161,3 +161,10 @@ claims:
     assert cases["acc-floor"] is None
     assert cases["loss-ceiling"].get("message") == "mean 0.3 over 2 run(s) is not < 0.1"
     assert cases["ghost"].get("message") == "no matching results"
+
+
+def test_shipped_example_claims_files_are_valid() -> None:
+    from reports.gate import load_claims
+
+    for path in sorted((Path(__file__).parent.parent / "examples" / "claims").glob("*.yaml")):
+        assert load_claims(path), path
