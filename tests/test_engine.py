@@ -103,3 +103,17 @@ def test_device_selection():
     if not torch.cuda.is_available():
         with pytest.raises(SecbenchError, match="no CUDA device"):
             select_device("cuda")
+
+
+def test_precise_bn_replaces_stale_running_statistics():
+    """After fit, BatchNorm's running mean is the average over un-augmented training batches, not a
+    momentum trace of the first steps (which is what breaks short CPU runs of MicroNet in eval mode)."""
+    data = _toy_data(256)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                          nn.Flatten(), nn.Linear(4, 2))
+    cfg = TrainConfig(epochs=1, batch_size=32, lr=0.01, augment=(), precise_bn=8)  # 8 x 32 = the whole set
+    fit(model, data, cfg, generator=seed_everything(0), device=CPU)
+    with torch.no_grad():
+        conv_out = model[0](data.floats())
+    torch.testing.assert_close(model[1].running_mean, conv_out.mean(dim=(0, 2, 3)), rtol=1e-4, atol=1e-5)
+    assert model[1].momentum == 0.1 and not model.training

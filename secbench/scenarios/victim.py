@@ -41,6 +41,7 @@ class VictimConfig:
     schedule: str = "triangle"
     augment: str = "crop,flip"  # comma-separated: crop (reflect-pad 4), flip; "" for none
     label_smoothing: float = 0.0
+    precise_bn: int = 50  # batches that re-estimate BatchNorm statistics after training (0: off)
 
     def epochs_for(self, n_train: int) -> int:
         return self.epochs if self.epochs is not None else max(3, math.ceil(self.train_images / n_train))
@@ -49,7 +50,7 @@ class VictimConfig:
         return TrainConfig(epochs=self.epochs_for(n_train), batch_size=self.batch_size, lr=self.lr,
                            optimizer=self.optimizer, momentum=self.momentum, weight_decay=self.weight_decay,
                            schedule=self.schedule, augment=tuple(a for a in self.augment.split(",") if a),
-                           label_smoothing=self.label_smoothing)
+                           label_smoothing=self.label_smoothing, precise_bn=self.precise_bn)
 
     def __post_init__(self) -> None:
         self.train_config(n_train=1)  # validates the training options early, before any data is built
