@@ -25,7 +25,7 @@ from secbench.progress import NullProgress, Progress
 
 AUGMENTATIONS = ("flip", "crop")
 SCHEDULES = ("cosine", "triangle", "constant")
-OPTIMIZERS = ("sgd", "adam")
+OPTIMIZERS = ("sgd", "adam", "adamw")
 # Keep a dataset on the GPU only when it leaves most of the memory to the model.
 _DEVICE_DATA_FRACTION = 0.25
 
@@ -127,6 +127,8 @@ def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if cfg.optimizer == "adam":
         return torch.optim.Adam(groups, lr=cfg.lr)
+    if cfg.optimizer == "adamw":  # decoupled weight decay: Mobile-Former's and CSWin's optimiser
+        return torch.optim.AdamW(groups, lr=cfg.lr)
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
 
 
