@@ -40,10 +40,13 @@ def test_same_seed_gives_identical_training():
     assert h3["loss"] != h1["loss"] and not torch.equal(w1, w3)
 
 
-def test_training_learns_the_toy_task():
-    history, acc, _ = _train(0, augment=())
+@pytest.mark.parametrize(("optimizer", "lr"), [("sgd", 0.05), ("adam", 0.01), ("adamw", 0.01)])
+def test_training_learns_the_toy_task(optimizer, lr):
+    model = _toy_model()
+    cfg = TrainConfig(epochs=3, batch_size=32, lr=lr, optimizer=optimizer, augment=())
+    history = fit(model, _toy_data(), cfg, generator=seed_everything(0), device=CPU)
     assert history["loss"][-1] < history["loss"][0]
-    assert acc > 0.9
+    assert accuracy(model, _toy_data(seed=1), device=CPU) > 0.9
 
 
 def test_flip_and_crop_are_per_sample_and_exact():
