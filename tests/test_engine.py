@@ -43,7 +43,7 @@ def test_same_seed_gives_identical_training():
 @pytest.mark.parametrize(("optimizer", "lr"), [("sgd", 0.05), ("adam", 0.01), ("adamw", 0.01)])
 def test_training_learns_the_toy_task(optimizer, lr):
     model = _toy_model()
-    cfg = TrainConfig(epochs=3, batch_size=32, lr=lr, optimizer=optimizer, augment=())
+    cfg = TrainConfig(epochs=10, batch_size=32, lr=lr, optimizer=optimizer, augment=())
     history = fit(model, _toy_data(), cfg, generator=seed_everything(0), device=CPU)
     assert history["loss"][-1] < history["loss"][0]
     assert accuracy(model, _toy_data(seed=1), device=CPU) > 0.9
