@@ -32,21 +32,23 @@ def _parse_seeds(seed: int | None, seeds: str | None) -> list[int]:
     return list(dict.fromkeys(parsed))
 
 
-def _option_for(name: str, annotation: Any, default: Any) -> click.Option:
+def _option_for(name: str, annotation: Any, default: Any, help_text: str) -> click.Option:
     """A click option for one scenario config field; unset options stay None so presets show through."""
     flag = "--" + name.replace("_", "-")
+    default_text = "[quick: " + ("auto" if default is None else str(default)) + "]"
+    shown = f"{help_text}  {default_text}" if help_text else default_text
     args = typing.get_args(annotation)
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
         annotation = next(a for a in args if a is not type(None))
     if annotation is bool:
-        return click.Option([f"{flag}/--no-{flag[2:]}", name], default=None, help=f"(default: {default})")
-    return click.Option([flag, name], type=annotation, default=None, show_default=False,
-                        help=f"(quick default: {default})")
+        return click.Option([f"{flag}/--no-{flag[2:]}", name], default=None, help=shown)
+    return click.Option([flag, name], type=annotation, default=None, show_default=False, help=shown)
 
 
 def _run_command(scenario_cls: type) -> click.Command:
     hints = typing.get_type_hints(scenario_cls.Config)
-    options = [_option_for(f.name, hints[f.name], f.default) for f in fields(scenario_cls.Config)]
+    options = [_option_for(f.name, hints[f.name], f.default, f.metadata.get("help", ""))
+               for f in fields(scenario_cls.Config)]
     options += [
         click.Option(["--preset"], default="quick", show_default=True, help="smoke | quick | paper"),
         click.Option(["--seed"], type=int, default=None, help="One seed (default 0)."),

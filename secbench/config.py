@@ -38,3 +38,8 @@ def config_hash(payload: dict[str, Any]) -> str:
     """sha256 of the canonical JSON of ``payload`` (sorted keys, no whitespace)."""
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def option(default: Any, help: str) -> Any:
+    """A scenario config field with the help text ``secbench run SCENARIO --help`` shows for it."""
+    return dataclasses.field(default=default, metadata={"help": help})

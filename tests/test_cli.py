@@ -176,3 +176,11 @@ def test_model_cards_compare_with_the_official_numbers():
     assert rows["cnn-s"]["official_params_m"] == ""  # no paper, no reference
     bad = CliRunner().invoke(cli, ["models", "--models", "micronet-m9"])
     assert bad.exit_code == 2 and "did you mean" in bad.stderr
+
+
+def test_scenario_help_explains_every_option_with_its_quick_default():
+    result = invoke("run", "robustness", "--help")
+    assert result.exit_code == 0
+    text = " ".join(result.stdout.split())
+    assert "in 1/255 units" in text and "[quick: 1,2,4,8]" in text and "[quick: 500]" in text
+    assert "--preset" in text and "--seeds" in text

@@ -17,6 +17,7 @@ import torch
 
 from attacks.adversarial import EPS_BOUNDED
 from attacks.corruptions import CORRUPTIONS, SEVERITIES
+from secbench.config import option
 from secbench.data.base import ImageSet, subsample
 from secbench.engine import accuracy
 from secbench.errors import SecbenchError, UnknownNameError
@@ -24,7 +25,7 @@ from secbench.models.flops import count_macs, count_params
 from secbench.plots import heatmap, line_plot
 from secbench.registry import create, register
 from secbench.scenarios.base import Outcome, RunContext, Scenario
-from secbench.scenarios.victim import PAPER_RECIPE, SMOKE_RECIPE, VictimConfig, train_victim
+from secbench.scenarios.victim import DATASET_HELP, PAPER_RECIPE, SMOKE_RECIPE, VictimConfig, train_victim
 
 ADVERSARIAL = ("fgsm", "pgd", "cw", "deepfool", "autoattack")
 ATTACKS = (*ADVERSARIAL, "corruptions")
@@ -38,11 +39,11 @@ _ATTACK_BATCH = 250
 class RobustnessConfig(VictimConfig):
     """Defaults are the ``quick`` preset."""
 
-    dataset: str = "shapes"
-    attack: str = "pgd"  # fgsm | pgd | cw | deepfool | autoattack | corruptions, a comma list, or all
-    eps: str = "1,2,4,8"  # L∞ radii of the ε-bounded attacks, in 1/255 units
-    steps: int = 10  # iterations of PGD (CW and DeepFool use 5x as many: they minimise, not bound)
-    n_eval: int = 500  # test images attacked
+    dataset: str = option("shapes", DATASET_HELP)
+    attack: str = option("pgd", "fgsm | pgd | cw | deepfool | autoattack | corruptions, a comma list, or all")
+    eps: str = option("1,2,4,8", "L-inf radii of the eps-bounded attacks, in 1/255 units, comma-separated")
+    steps: int = option(10, "PGD iterations (CW and DeepFool use 5x as many: they minimise, not bound)")
+    n_eval: int = option(500, "test images attacked (a fixed class-stratified subset)")
 
     def __post_init__(self) -> None:
         super().__post_init__()

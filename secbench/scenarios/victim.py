@@ -15,33 +15,35 @@ from typing import Any
 from torch import nn
 
 from secbench import checkpoint
-from secbench.config import config_hash
+from secbench.config import config_hash, option
 from secbench.data import DataSplits, load_dataset
 from secbench.engine import TrainConfig, fit
 from secbench.registry import create_model
 from secbench.scenarios.base import RunContext
+
+DATASET_HELP = "digits | shapes | cifar10 | cifar100 | svhn | gtsrb | imagefolder:PATH"
 
 
 @dataclass(frozen=True)
 class VictimConfig:
     """Data, model and training recipe. Defaults are the ``quick`` preset (minutes on 2 CPU cores)."""
 
-    dataset: str = "digits"
-    model: str = "cnn-s"
-    data_seed: int = 0  # the dataset draw stays fixed while training seeds vary
-    n_train: int | None = None  # None: the dataset's own size
-    n_test: int | None = None
-    epochs: int | None = None  # None: as many passes as ``train_images`` needs (at least 3)
-    train_images: int = 25_000  # the quick preset's training budget, in images seen
-    batch_size: int = 128
-    lr: float = 0.05
-    optimizer: str = "sgd"
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "triangle"
-    augment: str = "crop,flip"  # comma-separated: crop (reflect-pad 4), flip; "" for none
-    label_smoothing: float = 0.0
-    precise_bn: int = 50  # batches that re-estimate BatchNorm statistics after training (0: off)
+    dataset: str = option("digits", DATASET_HELP)
+    model: str = option("cnn-s", "a registered model (secbench list models)")
+    data_seed: int = option(0, "seed of the dataset draw; it stays fixed while training seeds vary")
+    n_train: int | None = option(None, "training images (default: the dataset's own size)")
+    n_test: int | None = option(None, "test images (default: the dataset's own size)")
+    epochs: int | None = option(None, "epochs (default: as many as --train-images needs, at least 3)")
+    train_images: int = option(25_000, "training budget in images seen, used when --epochs is not given")
+    batch_size: int = option(128, "batch size")
+    lr: float = option(0.05, "peak learning rate")
+    optimizer: str = option("sgd", "sgd (Nesterov) | adam | adamw")
+    momentum: float = option(0.9, "SGD momentum")
+    weight_decay: float = option(5e-4, "weight decay (not applied to norms and biases)")
+    schedule: str = option("triangle", "triangle (warm-up then linear decay) | cosine | constant")
+    augment: str = option("crop,flip", "comma-separated: crop (reflect-pad 4), flip; empty for none")
+    label_smoothing: float = option(0.0, "label smoothing of the cross-entropy")
+    precise_bn: int = option(50, "batches that re-estimate BatchNorm statistics after training (0: off)")
 
     def epochs_for(self, n_train: int) -> int:
         return self.epochs if self.epochs is not None else max(3, math.ceil(self.train_images / n_train))
