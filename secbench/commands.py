@@ -105,9 +105,7 @@ def print_model_cards(input_size: int, num_classes: int, fmt: str, names: list[s
     if fmt == "csv":
         print(frame.to_csv(index=False), end="")
         return
-    shown = frame.copy().astype(object)
-    for column in frame.columns:
-        shown[column] = [_card_cell(column, v) for v in frame[column]]
+    shown = pd.DataFrame({column: [_card_cell(column, v) for v in frame[column]] for column in frame.columns})
     if fmt == "md":
         print(shown.to_markdown(index=False))
         return

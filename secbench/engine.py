@@ -82,8 +82,10 @@ class TrainConfig:
         unknown = set(self.augment) - set(AUGMENTATIONS)
         if unknown:
             raise SecbenchError(f"unknown augmentation {sorted(unknown)}; valid: {', '.join(AUGMENTATIONS)}")
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.precise_bn < 0:
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise SecbenchError("epochs, batch size and learning rate must be positive")
+        if self.precise_bn < 0:
+            raise SecbenchError("--precise-bn counts batches: 0 (off) or more")
 
 
 def augment_batch(images: torch.Tensor, ops: Sequence[str], generator: torch.Generator, pad: int = 4) -> torch.Tensor:
@@ -188,7 +190,7 @@ def fit(
         for epoch in range(cfg.epochs):
             start = time.perf_counter()
             order = torch.randperm(len(data), generator=generator).to(data.images.device)
-            loss_sum = torch.zeros((), device=device)
+            loss_sum = 0.0
             correct = torch.zeros((), device=device)
             for step in range(steps_per_epoch):
                 index = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
@@ -212,11 +214,11 @@ def fit(
                 scaler.step(optimizer)
                 scaler.update()
                 scheduler.step()
-                loss_sum += loss.detach() * len(index)
+                loss_sum += loss_value * len(index)
                 if paired is None:
                     correct += (out.argmax(1) == y).sum()
                 bar.advance(1, epoch=epoch + 1, loss=loss_value)
-            history["loss"].append(loss_sum.item() / len(data))
+            history["loss"].append(loss_sum / len(data))
             history["acc"].append(correct.item() / len(data) if paired is None else float("nan"))
             history["lr"].append(optimizer.param_groups[0]["lr"])
             history["epoch_s"].append(time.perf_counter() - start)

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from attacks.adversarial import EPS_BOUNDED
-from attacks.corruptions import CORRUPTIONS, SEVERITIES
+from attacks.corruptions import SEVERITIES
 from secbench.config import option
 from secbench.data.base import ImageSet, subsample
 from secbench.engine import accuracy
@@ -120,7 +120,7 @@ class Robustness(Scenario):
 
     def _adversarial(self, model: torch.nn.Module, data: ImageSet, config: RobustnessConfig, num_classes: int,
                      ctx: RunContext) -> dict[str, float]:
-        name, labels = config.attack, data.labels
+        name, labels, clean_images = config.attack, data.labels, data.floats()
         options: dict[str, Any] = {"seed": ctx.seed}
         if name == "pgd":
             options["steps"] = config.steps
@@ -130,7 +130,7 @@ class Robustness(Scenario):
             options["num_classes"] = num_classes
         if name not in EPS_BOUNDED:
             adv = _attack_in_batches(create("attack", name, model=model, **options), data, ctx.device)
-            delta = (adv - data.floats()).flatten(1)
+            delta = (adv - clean_images).flatten(1)
             return {"robust_acc": _accuracy_on(model, adv, labels, ctx.device),
                     "median_l2": delta.norm(dim=1).median().item(), "mean_linf": delta.abs().amax(1).mean().item()}
         curve: dict[str, float] = {}
@@ -138,7 +138,7 @@ class Robustness(Scenario):
             for eps in config.eps_grid():
                 adv = _attack_in_batches(create("attack", name, model=model, eps=eps / 255, **options), data,
                                          ctx.device)
-                linf = (adv - data.floats()).abs().amax().item()
+                linf = (adv - clean_images).abs().amax().item()
                 if linf > eps / 255 + 1e-5:  # an attack outside its budget would make the number meaningless
                     raise RuntimeError(f"{name} exceeded its budget: L∞ {linf * 255:.3f}/255 > {eps}/255")
                 curve[f"robust_acc_eps{eps:g}"] = _accuracy_on(model, adv, labels, ctx.device)
@@ -149,8 +149,8 @@ class Robustness(Scenario):
 
     def _corruptions(self, model: torch.nn.Module, data: ImageSet, clean: float, config: RobustnessConfig,
                      ctx: RunContext) -> dict[str, float]:
-        names = tuple(CORRUPTIONS)
-        run = create("attack", "corruptions", names=names, seed=ctx.seed)
+        run = create("attack", "corruptions", seed=ctx.seed)
+        names = run.names
         grid: dict[str, list[float]] = {n: [] for n in names}
         with ctx.progress.task("corruptions", total=len(names)) as bar:
             for name in names:  # one corruption at a time keeps memory flat and the bar moving

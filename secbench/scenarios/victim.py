@@ -72,35 +72,28 @@ SMOKE_RECIPE = {"n_train": 300, "n_test": 100, "epochs": 1, "batch_size": 64}
 class Victim:
     model: nn.Module
     data: DataSplits
-    history: dict[str, list[float]]
-    train_s: float  # 0 when loaded from the cache
+    history: dict[str, list[float]]  # of the original training, also when loaded from the cache
     cached: bool
 
 
-def load_data(cfg: VictimConfig) -> DataSplits:
-    return load_dataset(cfg.dataset, seed=cfg.data_seed, n_train=cfg.n_train, n_test=cfg.n_test)
-
-
-def train_victim(cfg: VictimConfig, ctx: RunContext, data: DataSplits | None = None) -> Victim:
+def train_victim(cfg: VictimConfig, ctx: RunContext) -> Victim:
     """Train ``cfg.model`` on ``cfg.dataset`` with seed ``ctx.seed``, or load it if an earlier run did.
 
     The cache entry is keyed by the victim fields, the seed and the device, and is written to a
     temporary folder that is renamed into place, so a concurrent or interrupted run never sees half.
     """
-    data = data or load_data(cfg)
+    data = load_dataset(cfg.dataset, seed=cfg.data_seed, n_train=cfg.n_train, n_test=cfg.n_test)
     # Only the victim's own fields: the same model serves every attack a scenario adds on top.
     victim_fields = {f.name: getattr(cfg, f.name) for f in fields(VictimConfig)}
     key = config_hash({"victim": victim_fields, "seed": ctx.seed, "device": ctx.device.type})
     entry = ctx.cache / f"victim-{cfg.model}-{key.split(':')[1][:16]}"
     if (entry / "model.json").exists():
         history = checkpoint.read_json(entry / "history.json")
-        return Victim(checkpoint.load(entry / "model", ctx.device), data, history, 0.0, cached=True)
+        return Victim(checkpoint.load(entry / "model", ctx.device), data, history, cached=True)
     build = {"num_classes": data.num_classes, "img_size": data.img_size, "mean": data.mean, "std": data.std}
     model = create_model(cfg.model, **build)
-    start = time.perf_counter()
     history = fit(model, data.train, cfg.train_config(len(data.train)), generator=ctx.generator, device=ctx.device,
                   progress=ctx.progress, description=f"train {cfg.model} on {cfg.dataset}")
-    train_s = time.perf_counter() - start
     staging = entry.with_name(entry.name + f".tmp{ctx.seed}-{time.time_ns()}")
     checkpoint.save(model, staging / "model", name=cfg.model, **build)
     checkpoint.write_json(staging / "history.json", history)
@@ -108,4 +101,4 @@ def train_victim(cfg: VictimConfig, ctx: RunContext, data: DataSplits | None = N
         staging.rename(entry)
     except OSError:  # another process cached the same victim first: theirs is identical
         shutil.rmtree(staging, ignore_errors=True)
-    return Victim(model, data, history, train_s, cached=False)
+    return Victim(model, data, history, cached=False)
