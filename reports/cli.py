@@ -65,8 +65,9 @@ def report(
     plot_eps: Path | None,
 ) -> None:
     """Mean ± std and n over seeds of the results in RESULTS_DIR."""
-    from reports.frame import pivot, select
+    from reports.frame import pivot, select, select_metrics
     from reports.render import build_table, render_all
+    from reports.views import VIEWS
 
     df = _load_ok(results_dir)
     if df.empty:
@@ -82,12 +83,16 @@ def report(
             if df.empty:
                 raise SecbenchError(f"no results for {field} {value!r} in {results_dir}; there are: {known}")
     row_fields = [f.strip() for f in rows.split(",") if f.strip()] if rows else None
+    views = VIEWS.get(scenario or "", ()) if not (rows or cols or metric) else ()
     # Scenarios measure different metrics, so each gets its own table unless the user mixes them.
-    if scenario is None and "scenario" not in {*(row_fields or ()), cols}:
+    if views:
+        tables = {view.title: pivot(select_metrics(df, view.metrics), rows=view.rows, cols=view.cols)
+                  for view in views}
+    elif scenario is None and "scenario" not in {*(row_fields or ()), cols}:
         groups = {name: group for name, group in df.groupby("scenario", sort=False)}
+        tables = {name: pivot(group, rows=row_fields, cols=cols) for name, group in groups.items()}
     else:
-        groups = {scenario or "all scenarios": df}
-    tables = {name: pivot(group, rows=row_fields, cols=cols) for name, group in groups.items()}
+        tables = {scenario or "all scenarios": pivot(df, rows=row_fields, cols=cols)}
 
     if output is not None:
         output.write_text(render_all(tables, fmt), encoding="utf-8")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,14 @@ def select(df: pd.DataFrame, **selectors: Any) -> pd.DataFrame:
             raise UnknownNameError("field", field, FIELDS)
         keep &= _matches(df[field], wanted)
     return df[keep]
+
+
+def select_metrics(df: pd.DataFrame, pattern: str) -> pd.DataFrame:
+    """The rows whose metric name matches the glob ``pattern`` (e.g. ``"asr_*"``); an error if none do."""
+    kept = df[df["metric"].map(lambda name: fnmatch.fnmatchcase(name, pattern))]
+    if kept.empty:
+        raise SecbenchError(f"no metric matches {pattern!r}; there are: {', '.join(sorted(df['metric'].unique()))}")
+    return kept
 
 
 def _matches(column: pd.Series, wanted: Any) -> pd.Series:

@@ -176,3 +176,22 @@ def test_cli_empty_or_missing_results_exit_2(tmp_path: Path) -> None:
 def test_importing_the_cli_does_not_import_pandas() -> None:
     code = "import sys, reports.cli; sys.exit('pandas' in sys.modules or 'rich' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_cli_scenario_default_views(results: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from reports.views import VIEWS, ReportView
+
+    views = (ReportView("success by attack", rows=("model",), cols="attack", metrics="wm_*"),
+             ReportView("quality", rows=("attack",), metrics="psnr*"))
+    monkeypatch.setitem(VIEWS, "wm", views)
+    tables = json.loads(invoke(results, "--scenario", "wm", "--format", "json").stdout)
+    assert [(t["table"], t["rows"], t["cols"]) for t in tables] == [
+        ("success by attack", ["model"], "attack"), ("quality", ["attack"], "metric")]
+    assert {c["attack"]: c["mean"] for c in tables[0]["cells"]} == {None: 1.0, "crop": 0.65, "blur": 0.3}
+    assert {c["metric"] for c in tables[1]["cells"]} == {"psnr_db"}
+    # an explicit layout overrides the views; a view glob matching nothing is a one-line error
+    assert "success by attack" not in invoke(results, "--scenario", "wm", "--cols", "attack", "--metric",
+                                             "psnr_db").stdout
+    monkeypatch.setitem(VIEWS, "wm", (ReportView("none", rows=("model",), metrics="asr_*"),))
+    result = invoke(results, "--scenario", "wm")
+    assert result.exit_code == 2 and "no metric matches 'asr_*'" in result.stderr
