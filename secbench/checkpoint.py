@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -50,3 +52,25 @@ def read_json(path: Path) -> Any:
         return json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise SecbenchError(f"cannot read {path}: {exc}") from exc
+
+
+def save_entry(entry: Path, model: nn.Module, history: Any, *, name: str, **build: Any) -> None:
+    """Cache ``model`` (``entry/model.*``) and its training ``history`` (``entry/history.json``) as one folder.
+
+    It is written to a temporary folder that is renamed into place, so a concurrent or interrupted run
+    never sees half an entry; when another process publishes the same entry first, theirs is kept.
+    """
+    staging = entry.with_name(f"{entry.name}.tmp{time.time_ns()}")
+    save(model, staging / "model", name=name, **build)
+    write_json(staging / "history.json", history)
+    try:
+        staging.rename(entry)
+    except OSError:  # the entry exists: the same key means an identical model
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def load_entry(entry: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, Any] | None:
+    """The ``(model, history)`` :func:`save_entry` cached in ``entry``, or None when there is none yet."""
+    if not (entry / "model.json").exists():
+        return None
+    return load(entry / "model", device), read_json(entry / "history.json")

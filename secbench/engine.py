@@ -152,6 +152,16 @@ def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
 
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# One epoch's item order, ``len(inputs)`` indices: a random permutation by default; a sampler may
+# repeat or re-balance items (e.g. oversample a small subset so that each batch holds a fixed share).
+Sampler = Callable[[torch.Generator], torch.Tensor]
+
+
+def _epoch_order(sampler: Sampler | None, n: int, generator: torch.Generator) -> torch.Tensor:
+    order = torch.randperm(n, generator=generator) if sampler is None else sampler(generator)
+    if order.shape != (n,):
+        raise ValueError(f"a sampler must return {n} indices per epoch, got shape {tuple(order.shape)}")
+    return order
 
 
 def fit(
@@ -163,6 +173,7 @@ def fit(
     device: torch.device,
     targets: torch.Tensor | None = None,
     loss_fn: LossFn | None = None,
+    sampler: Sampler | None = None,
     progress: Progress | None = None,
     description: str = "train",
 ) -> dict[str, list[float]]:
@@ -170,12 +181,15 @@ def fit(
 
     Classification by default: ``inputs.labels`` are the targets and the loss is cross-entropy.
     For image-to-image tasks pass ``targets`` (uint8 ``(N, C, H, W)``, aligned with ``inputs``) and
-    a ``loss_fn(prediction, target)``; both images then get the same augmentation.
+    a ``loss_fn(prediction, target)``; both images then get the same augmentation. Any other
+    ``loss_fn`` gets ``(model output, inputs.labels)``; the history's ``acc`` is then NaN, as only the
+    built-in loss says what the output means. ``sampler`` orders each epoch (and the precise-BN pass).
     A non-finite loss raises :class:`TrainingDiverged`.
     """
     progress = progress or NullProgress()
     data = place(inputs, device)
     paired = targets.to(data.images.device) if targets is not None else None
+    classify = paired is None and loss_fn is None
     loss_fn = loss_fn or (lambda out, y: F.cross_entropy(out, y, label_smoothing=cfg.label_smoothing))
     model = prepare_model(model, device)
     optimizer = _optimizer(model, cfg)
@@ -189,7 +203,7 @@ def fit(
     with progress.task(description, total=total_steps) as bar:
         for epoch in range(cfg.epochs):
             start = time.perf_counter()
-            order = torch.randperm(len(data), generator=generator).to(data.images.device)
+            order = _epoch_order(sampler, len(data), generator).to(data.images.device)
             loss_sum = 0.0
             correct = torch.zeros((), device=device)
             for step in range(steps_per_epoch):
@@ -215,23 +229,23 @@ def fit(
                 scaler.update()
                 scheduler.step()
                 loss_sum += loss_value * len(index)
-                if paired is None:
+                if classify:
                     correct += (out.argmax(1) == y).sum()
                 bar.advance(1, epoch=epoch + 1, loss=loss_value)
             history["loss"].append(loss_sum / len(data))
-            history["acc"].append(correct.item() / len(data) if paired is None else float("nan"))
+            history["acc"].append(correct.item() / len(data) if classify else float("nan"))
             history["lr"].append(optimizer.param_groups[0]["lr"])
             history["epoch_s"].append(time.perf_counter() - start)
     if cfg.precise_bn:
         recalibrate_batchnorm(model, data, batches=cfg.precise_bn, batch_size=cfg.batch_size, generator=generator,
-                              device=device)
+                              device=device, sampler=sampler)
     model.eval()
     return history
 
 
 @torch.no_grad()
 def recalibrate_batchnorm(model: nn.Module, data: ImageSet, *, batches: int, batch_size: int,
-                          generator: torch.Generator, device: torch.device) -> int:
+                          generator: torch.Generator, device: torch.device, sampler: Sampler | None = None) -> int:
     """Re-estimate every BatchNorm's running statistics as a plain average over ``batches`` un-augmented
     training batches with the final weights ("precise BN", Wu & Johnson, arXiv 2105.07576).
 
@@ -248,7 +262,7 @@ def recalibrate_batchnorm(model: nn.Module, data: ImageSet, *, batches: int, bat
         m.reset_running_stats()
         m.momentum = None  # cumulative moving average: every batch weighs the same
     model.train()
-    order = torch.randperm(len(data), generator=generator).to(data.images.device)
+    order = _epoch_order(sampler, len(data), generator).to(data.images.device)
     used = 0
     for step in range(min(batches, math.ceil(len(data) / batch_size))):
         x, _ = data.batch(order[step * batch_size : (step + 1) * batch_size])

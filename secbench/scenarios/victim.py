@@ -7,8 +7,6 @@ fields and this cache, so a model trained by one scenario is reused by the next.
 from __future__ import annotations
 
 import math
-import shutil
-import time
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -79,26 +77,18 @@ class Victim:
 def train_victim(cfg: VictimConfig, ctx: RunContext) -> Victim:
     """Train ``cfg.model`` on ``cfg.dataset`` with seed ``ctx.seed``, or load it if an earlier run did.
 
-    The cache entry is keyed by the victim fields, the seed and the device, and is written to a
-    temporary folder that is renamed into place, so a concurrent or interrupted run never sees half.
+    The cache entry is keyed by the victim fields, the seed and the device (see :func:`checkpoint.save_entry`).
     """
     data = load_dataset(cfg.dataset, seed=cfg.data_seed, n_train=cfg.n_train, n_test=cfg.n_test)
     # Only the victim's own fields: the same model serves every attack a scenario adds on top.
     victim_fields = {f.name: getattr(cfg, f.name) for f in fields(VictimConfig)}
     key = config_hash({"victim": victim_fields, "seed": ctx.seed, "device": ctx.device.type})
     entry = ctx.cache / f"victim-{cfg.model}-{key.split(':')[1][:16]}"
-    if (entry / "model.json").exists():
-        history = checkpoint.read_json(entry / "history.json")
-        return Victim(checkpoint.load(entry / "model", ctx.device), data, history, cached=True)
+    if cached := checkpoint.load_entry(entry, ctx.device):
+        return Victim(cached[0], data, cached[1], cached=True)
     build = {"num_classes": data.num_classes, "img_size": data.img_size, "mean": data.mean, "std": data.std}
     model = create_model(cfg.model, **build)
     history = fit(model, data.train, cfg.train_config(len(data.train)), generator=ctx.generator, device=ctx.device,
                   progress=ctx.progress, description=f"train {cfg.model} on {cfg.dataset}")
-    staging = entry.with_name(entry.name + f".tmp{ctx.seed}-{time.time_ns()}")
-    checkpoint.save(model, staging / "model", name=cfg.model, **build)
-    checkpoint.write_json(staging / "history.json", history)
-    try:
-        staging.rename(entry)
-    except OSError:  # another process cached the same victim first: theirs is identical
-        shutil.rmtree(staging, ignore_errors=True)
+    checkpoint.save_entry(entry, model, history, name=cfg.model, **build)
     return Victim(model, data, history, cached=False)
