@@ -155,6 +155,8 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 # One epoch's item order, ``len(inputs)`` indices: a random permutation by default; a sampler may
 # repeat or re-balance items (e.g. oversample a small subset so that each batch holds a fixed share).
 Sampler = Callable[[torch.Generator], torch.Tensor]
+# (images floats in [0, 1], labels) -> the batch to train on, which may hold more images than it was given
+BatchHook = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 def _epoch_order(sampler: Sampler | None, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -176,6 +178,7 @@ def fit(
     sampler: Sampler | None = None,
     progress: Progress | None = None,
     description: str = "train",
+    batch_hook: BatchHook | None = None,
 ) -> dict[str, list[float]]:
     """Train ``model`` in place on ``inputs`` and return the per-epoch history.
 
@@ -184,8 +187,13 @@ def fit(
     a ``loss_fn(prediction, target)``; both images then get the same augmentation. Any other
     ``loss_fn`` gets ``(model output, inputs.labels)``; the history's ``acc`` is then NaN, as only the
     built-in loss says what the output means. ``sampler`` orders each epoch (and the precise-BN pass).
+    ``batch_hook(images, labels)`` (not with ``targets``) sees every batch before augmentation, in training
+    and in the precise-BN pass, and returns the batch to use, which may be larger: a training-controlled
+    backdoor attacker appends a poisoned batch to each clean one. History values are per image trained on.
     A non-finite loss raises :class:`TrainingDiverged`.
     """
+    if batch_hook is not None and targets is not None:
+        raise ValueError("batch_hook composes classification batches; it cannot keep paired targets aligned")
     progress = progress or NullProgress()
     data = place(inputs, device)
     paired = targets.to(data.images.device) if targets is not None else None
@@ -204,11 +212,13 @@ def fit(
         for epoch in range(cfg.epochs):
             start = time.perf_counter()
             order = _epoch_order(sampler, len(data), generator).to(data.images.device)
-            loss_sum = 0.0
+            loss_sum, seen = 0.0, 0
             correct = torch.zeros((), device=device)
             for step in range(steps_per_epoch):
                 index = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
                 x, y = data.batch(index)
+                if batch_hook is not None:
+                    x, y = batch_hook(x, y)
                 if paired is not None:
                     both = augment_batch(torch.cat([x, paired[index].float().div(255)], 1), cfg.augment,
                                          generator, cfg.crop_pad)
@@ -228,24 +238,26 @@ def fit(
                 scaler.step(optimizer)
                 scaler.update()
                 scheduler.step()
-                loss_sum += loss_value * len(index)
+                loss_sum += loss_value * len(x)
+                seen += len(x)
                 if classify:
                     correct += (out.argmax(1) == y).sum()
                 bar.advance(1, epoch=epoch + 1, loss=loss_value)
-            history["loss"].append(loss_sum / len(data))
-            history["acc"].append(correct.item() / len(data) if classify else float("nan"))
+            history["loss"].append(loss_sum / seen)
+            history["acc"].append(correct.item() / seen if classify else float("nan"))
             history["lr"].append(optimizer.param_groups[0]["lr"])
             history["epoch_s"].append(time.perf_counter() - start)
     if cfg.precise_bn:
         recalibrate_batchnorm(model, data, batches=cfg.precise_bn, batch_size=cfg.batch_size, generator=generator,
-                              device=device, sampler=sampler)
+                              device=device, sampler=sampler, batch_hook=batch_hook)
     model.eval()
     return history
 
 
 @torch.no_grad()
 def recalibrate_batchnorm(model: nn.Module, data: ImageSet, *, batches: int, batch_size: int,
-                          generator: torch.Generator, device: torch.device, sampler: Sampler | None = None) -> int:
+                          generator: torch.Generator, device: torch.device, sampler: Sampler | None = None,
+                          batch_hook: BatchHook | None = None) -> int:
     """Re-estimate every BatchNorm's running statistics as a plain average over ``batches`` un-augmented
     training batches with the final weights ("precise BN", Wu & Johnson, arXiv 2105.07576).
 
@@ -265,7 +277,9 @@ def recalibrate_batchnorm(model: nn.Module, data: ImageSet, *, batches: int, bat
     order = _epoch_order(sampler, len(data), generator).to(data.images.device)
     used = 0
     for step in range(min(batches, math.ceil(len(data) / batch_size))):
-        x, _ = data.batch(order[step * batch_size : (step + 1) * batch_size])
+        x, y = data.batch(order[step * batch_size : (step + 1) * batch_size])
+        if batch_hook is not None:
+            x, _ = batch_hook(x, y)
         with _autocast(device):
             model(x.to(device).contiguous(memory_format=torch.channels_last))
         used += len(x)
