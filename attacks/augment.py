@@ -79,6 +79,14 @@ class PairAugmentation:
                  for x, y in zip(*arrays, strict=True)]
         return _batch([p["image"] for p in pairs]), _batch([p["target"] for p in pairs])
 
+    def images(self, images: torch.Tensor) -> torch.Tensor:
+        """Unpaired use: uint8 ``(N, 3, H, W)`` → the same shape, each image with its own parameter draw."""
+        if images.dtype != torch.uint8 or images.ndim != 4:
+            raise ValueError(f"need a uint8 (N, 3, H, W) batch, got {images.dtype} {tuple(images.shape)}")
+        transform = self.compose((images.shape[2], images.shape[3]))
+        arrays = images.permute(0, 2, 3, 1).cpu().numpy()
+        return _batch([transform(image=np.ascontiguousarray(x))["image"] for x in arrays])
+
 
 def _batch(images: list[np.ndarray]) -> torch.Tensor:
     """``N`` uint8 ``(H, W, 3)`` arrays → uint8 ``(N, 3, H, W)``."""
