@@ -69,8 +69,10 @@ def select(df: pd.DataFrame, **selectors: Any) -> pd.DataFrame:
 
 
 def select_metrics(df: pd.DataFrame, pattern: str) -> pd.DataFrame:
-    """The rows whose metric name matches the glob ``pattern`` (e.g. ``"asr_*"``); an error if none do."""
-    kept = df[df["metric"].map(lambda name: fnmatch.fnmatchcase(name, pattern))]
+    """The rows whose metric name matches the glob ``pattern`` (e.g. ``"asr_*"``), or any of several
+    comma-separated globs (``"asr,asr_tf_*"``); an error if none do."""
+    globs = [g.strip() for g in pattern.split(",") if g.strip()]
+    kept = df[df["metric"].map(lambda name: any(fnmatch.fnmatchcase(name, g) for g in globs))]
     if kept.empty:
         raise SecbenchError(f"no metric matches {pattern!r}; there are: {', '.join(sorted(df['metric'].unique()))}")
     return kept

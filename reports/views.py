@@ -13,7 +13,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class ReportView:
     """The metrics matching the glob ``metrics`` (mean ± std over seeds), one row per combination of
-    ``rows``, one column per value of ``cols``."""
+    ``rows``, one column per value of ``cols``. ``metrics`` may list several globs, comma-separated."""
 
     title: str
     rows: tuple[str, ...]
@@ -21,5 +21,14 @@ class ReportView:
     metrics: str = "*"
 
 
-VIEWS: dict[str, tuple[ReportView, ...]] = {}
+_ATTACKS = ("dataset", "model", "attack")
+
+VIEWS: dict[str, tuple[ReportView, ...]] = {
+    "backdoor": (
+        ReportView("backdoor attacks: clean accuracy, attack success, stealthiness", rows=_ATTACKS,
+                   metrics="clean_acc,clean_model_acc,asr,clean_model_asr,robust_acc,psnr_db,ssim,l2,linf"),
+        ReportView("backdoor attacks: ASR after test-time transformations (asr_tf_*) and with victim augmentation "
+                   "(asr_aug_*)", rows=_ATTACKS, metrics="asr,asr_tf_*,asr_aug_*"),
+    ),
+}
 """Scenario name → its default tables, in display order. Scenarios add theirs here."""

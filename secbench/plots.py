@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -38,6 +39,26 @@ def heatmap(values: Sequence[Sequence[float]], rows: Sequence[str], cols: Sequen
             ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v < 0.6 else "black")
     ax.set_title(title)
     fig.colorbar(image, ax=ax, label=label)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def image_rows(rows: Mapping[str, Any], path: Path, *, title: str) -> Path:
+    """A grid of images, one labelled row per entry of ``rows``: torch float ``(N, 3, H, W)`` in [0, 1],
+    the same ``N`` in every row (e.g. clean, poisoned and amplified residual of the same N images)."""
+    n = len(next(iter(rows.values())))
+    fig, axes = plt.subplots(len(rows), n, figsize=(0.3 + 1.1 * n, 0.5 + 1.1 * len(rows)), dpi=120, squeeze=False)
+    for r, (label, images) in enumerate(rows.items()):
+        pixels = images.detach().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+        for c in range(n):
+            ax = axes[r][c]
+            ax.imshow(pixels[c], interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[r][0].set_ylabel(label, fontsize=8)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

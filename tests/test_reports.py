@@ -48,6 +48,14 @@ def test_select_matches_lists_and_none_as_missing(df: pd.DataFrame) -> None:
         reports.select(df, atack="crop")
 
 
+def test_select_metrics_takes_several_comma_separated_globs(df: pd.DataFrame) -> None:
+    from reports.frame import select_metrics
+
+    assert set(select_metrics(df, "clean_acc, wm_*")["metric"]) == {"clean_acc", "wm_success"}
+    with pytest.raises(SecbenchError, match="no metric matches"):
+        select_metrics(df, "asr,asr_tf_*")
+
+
 def test_pivot_gives_mean_sample_std_and_n_over_seeds(df: pd.DataFrame) -> None:
     table = reports.pivot(reports.select(df, scenario="clean"))
     assert table.index.names == ["model"]  # the only field that varies besides the seed
