@@ -1,0 +1,113 @@
+"""``backdoor``: poison the training data with a trigger, train the victim, and measure the backdoor.
+
+One run per attack (``--attack all`` runs every registered backdoor attack). The clean victim with
+the same data, model and recipe comes from the shared victim cache (the ``clean`` scenario's model);
+the backdoored one from :func:`secbench.scenarios.backdoored.train_backdoored`.
+
+Metrics, higher is better from the attacker's side:
+- ``clean_acc``: the backdoored model on the clean test set; ``clean_model_acc``: the clean model's.
+- ``asr``: poisoned test images classified as the backdoor's target, over the images the ASR counts
+  (all-to-one: those not of the target class; all-to-all: all, target y + 1). ``clean_model_asr``:
+  the same for the clean model, the rate a trigger reaches without any backdoor.
+- ``robust_acc`` (BackdoorBench's RA): poisoned test images still classified as their true label.
+- ``psnr_db``, ``ssim``, ``l2``, ``linf``: clean against poisoned test images (8-bit), means per image;
+  L2 and L∞ in [0, 1] pixel units.
+- ``asr_tf_<name>``: the ASR after each test-time transformation of the poisoned images
+  (:mod:`attacks.backdoor.transforms`); ``asr_aug_<name>`` and ``clean_acc_aug_<name>``: the ASR and
+  CA of a victim that also trained with that transformation as augmentation (``--train-augment``,
+  one more training run each, off by default).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from attacks.backdoor.poison import PoisonedTest
+from attacks.backdoor.transforms import TRANSFORMS, parse_names, transform_images
+from secbench.engine import accuracy
+from secbench.metrics import psnr, ssim
+from secbench.plots import image_rows
+from secbench.registry import register
+from secbench.scenarios.backdoored import BackdoorConfig, describe_poisoning, load_data, train_backdoored
+from secbench.scenarios.base import Outcome, RunContext, Scenario
+from secbench.scenarios.victim import PAPER_RECIPE, SMOKE_RECIPE, VictimConfig, train_victim
+
+RESIDUAL_GAIN = 10  # the residual picture shows |poisoned - clean| x 10
+_EXAMPLES = 6
+
+
+def stealthiness(test: PoisonedTest) -> dict[str, float]:
+    """PSNR (dB), SSIM, L2 and L∞ between the clean and the poisoned test images, means over images."""
+    clean, poisoned = test.clean.floats(), test.images.float().div(255)
+    delta = (poisoned - clean).flatten(1)
+    return {"psnr_db": psnr(clean, poisoned).mean().item(), "ssim": ssim(clean, poisoned).mean().item(),
+            "l2": delta.norm(dim=1).mean().item(), "linf": delta.abs().amax(1).mean().item()}
+
+
+def trigger_robustness(model: torch.nn.Module, test: PoisonedTest, ctx: RunContext) -> dict[str, float]:
+    """``asr_tf_<name>``: the ASR once every poisoned test image went through transformation ``name``."""
+    metrics = {}
+    with ctx.progress.task("ASR under test-time transformations", total=len(TRANSFORMS)) as bar:
+        for name in TRANSFORMS:
+            transformed = transform_images(test.images, name, seed=ctx.seed)
+            metrics[f"asr_tf_{name}"] = accuracy(model, test.as_target(transformed), device=ctx.device)
+            bar.advance(1)
+    return metrics
+
+
+def save_examples(test: PoisonedTest, path: Any, title: str) -> None:
+    """Clean, poisoned and amplified-residual versions of the first test images of distinct classes."""
+    labels = test.clean.labels.tolist()
+    picks = [labels.index(c) for c in sorted(set(labels))][:_EXAMPLES]
+    clean, poisoned = test.clean.floats()[picks], test.images[picks].float().div(255)
+    image_rows({"clean": clean, "poisoned": poisoned,
+                f"|residual| x{RESIDUAL_GAIN}": ((poisoned - clean).abs() * RESIDUAL_GAIN).clamp(0, 1)},
+               path, title=title)
+
+
+@register("scenario", "backdoor")
+class Backdoor(Scenario):
+    """Backdoor attacks (BadNets, Blended, SIG, WaNet): clean accuracy, ASR, stealthiness, trigger robustness."""
+
+    name = "backdoor"
+    version = 1
+    Config = BackdoorConfig
+    presets = {"smoke": SMOKE_RECIPE, "paper": {**PAPER_RECIPE, "model": "preact-resnet18"}}
+    headline = ("clean_acc", "clean_model_acc", "asr", "robust_acc", "psnr_db", "ssim")
+
+    def grid(self, cfg: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{**cfg, "attack": attack} for attack in BackdoorConfig.from_dict(cfg).attacks()]
+
+    def run(self, cfg: dict[str, Any], ctx: RunContext) -> Outcome:
+        config = BackdoorConfig.from_dict(cfg)
+        data = load_data(config)  # a target the dataset lacks fails here, before any training
+        # Before anything draws random numbers: the clean model is then the one the clean scenario trains.
+        victim = train_victim(VictimConfig.from_dict(cfg), ctx)
+        backdoored = train_backdoored(config, ctx, data=data)
+        model, test, device = backdoored.model, backdoored.test, ctx.device
+        metrics = {
+            "clean_acc": accuracy(model, data.test, device=device),
+            "clean_model_acc": accuracy(victim.model, data.test, device=device),
+            "asr": accuracy(model, test.as_target(), device=device),
+            "clean_model_asr": accuracy(victim.model, test.as_target(), device=device),
+            "robust_acc": accuracy(model, test.as_true(), device=device),
+            **stealthiness(test),
+            **trigger_robustness(model, test, ctx),
+        }
+        for name in parse_names(config.train_augment):
+            augmented = train_backdoored(config, ctx, train_augment=name, data=data)
+            metrics[f"asr_aug_{name}"] = accuracy(augmented.model, test.as_target(), device=device)
+            metrics[f"clean_acc_aug_{name}"] = accuracy(augmented.model, data.test, device=device)
+
+        save_examples(test, ctx.artifacts / f"{config.attack}.png",
+                      title=f"{config.attack} on {config.dataset}: clean, poisoned, residual")
+        poisoned = backdoored.poisoned
+        ctx.write_json("poisoning.json", {"index": poisoned.index.tolist(), "noise_index": poisoned.noise_index.tolist(),
+                                          "attack": backdoored.attack.describe()})
+        # the attacker's side: RA and the perturbation sizes are what the attacker wants small
+        better = {k: k not in ("robust_acc", "l2", "linf", "clean_model_asr") for k in metrics}
+        derived = {**describe_poisoning(backdoored), "epochs": len(backdoored.history["loss"]),
+                   "victim_cached": victim.cached, "backdoored_cached": backdoored.cached}
+        return Outcome(metrics, better, n=len(test.clean), dataset_fingerprint=data.fingerprint(), derived=derived)

@@ -1,0 +1,167 @@
+"""The backdoored classifier: poisoning, the victim's training under either threat model, and its cache.
+
+``train_backdoored(cfg, ctx)`` is what the backdoor scenario and the backdoor defenses share: the
+attacked model, trained once per (victim fields, attack and its options, poisoning, threat model,
+extra augmentation, seed, device) and cached beside the clean victims in ``ctx.cache``, together with
+everything a defense needs to judge itself: the clean data, the poisoned training set with the
+positions of its poisoned images, and the poisoned test set.
+
+Threat models:
+- ``data-poisoning``: the attacker only supplies data. The victim trains on the poisoned training set
+  with its own recipe (pad-crop and flip, the shared victim fields), as if it were clean.
+- ``training-controlled``: the attacker runs the training, as the official Poison Ink code does. The
+  training set stays clean and every clean batch gets a batch of poisoned images appended
+  (:class:`attacks.backdoor.poison.PairedPoison`); the victim's augmentation still applies to both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+from torch import nn
+
+from attacks.backdoor import BackdoorAttack, backdoor_attack_names, backdoor_class
+from attacks.backdoor.poison import (
+    PairedPoison,
+    PoisonedSet,
+    PoisonedTest,
+    check_mode,
+    check_setting,
+    poison_test_set,
+    poison_training_set,
+)
+from attacks.backdoor.transforms import AugmentBatches, parse_names
+from secbench import checkpoint
+from secbench.config import config_hash, option
+from secbench.data import DataSplits, load_dataset
+from secbench.engine import BatchHook, fit
+from secbench.errors import SecbenchError, UnknownNameError
+from secbench.registry import create, create_model
+from secbench.scenarios.base import RunContext
+from secbench.scenarios.victim import DATASET_HELP, VictimConfig
+
+THREAT_MODELS = ("data-poisoning", "training-controlled")
+
+
+@dataclass(frozen=True)
+class BackdoorConfig(VictimConfig):
+    """Victim fields plus the attack. Defaults are the ``quick`` preset."""
+
+    dataset: str = option("shapes", DATASET_HELP)
+    attack: str = option("badnets", "a backdoor attack (badnets | blended | sig | wanet), a comma list, or all")
+    poison_rate: float = option(0.1, "fraction of the eligible training images poisoned: those not of the "
+                                     "target class (all-to-one), all (all-to-all), the target class (clean-label)")
+    target: int = option(0, "target class of all-to-one poisoning")
+    mode: str = option("all-to-one", "all-to-one | all-to-all (label y -> y+1 mod C)")
+    threat_model: str = option("data-poisoning", "data-poisoning (the victim trains on poisoned data) | "
+                                                 "training-controlled (each clean batch paired with a poisoned one)")
+    train_augment: str = option("", "extra victim augmentations, each one more training run: flip, crop, rotate, "
+                                    "resize, jpeg, blur, noise, color, a comma list, or all")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.threat_model not in THREAT_MODELS:
+            raise UnknownNameError("--threat-model", self.threat_model, THREAT_MODELS)
+        if not 0.0 < self.poison_rate <= 1.0:
+            raise SecbenchError(f"--poison-rate must be in (0, 1], got {self.poison_rate}")
+        if self.target < 0:
+            raise SecbenchError(f"--target must be a class index, got {self.target}")
+        parse_names(self.train_augment)
+        for name in self.attacks():
+            check_mode(backdoor_class(name), self.mode)
+
+    def attacks(self) -> list[str]:
+        names = [a.strip() for a in self.attack.split(",") if a.strip()]
+        if names == ["all"]:
+            return backdoor_attack_names()
+        if not names:
+            raise SecbenchError("--attack is empty; give e.g. --attack badnets")
+        return names
+
+
+@dataclass
+class Backdoored:
+    """A backdoored model and the data behind it. ``data``: the clean splits; ``poisoned``: the training
+    set as the attacker prepared it (the victim trained on ``poisoned.data`` under data poisoning);
+    ``test``: the poisoned test images the ASR counts; ``history``: of the original training."""
+
+    model: nn.Module
+    attack: BackdoorAttack
+    data: DataSplits
+    poisoned: PoisonedSet
+    test: PoisonedTest
+    history: dict[str, list[float]]
+    cached: bool
+
+
+def _chain(hooks: Sequence[BatchHook]) -> BatchHook | None:
+    if not hooks:
+        return None
+
+    def run(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        for hook in hooks:
+            images, labels = hook(images, labels)
+        return images, labels
+
+    return run
+
+
+def load_data(cfg: BackdoorConfig) -> DataSplits:
+    """The clean splits of ``cfg``, after checking that its attack, mode and target suit them."""
+    data = load_dataset(cfg.dataset, seed=cfg.data_seed, n_train=cfg.n_train, n_test=cfg.n_test)
+    check_setting(backdoor_class(cfg.attack), mode=cfg.mode, target=cfg.target, num_classes=data.num_classes)
+    return data
+
+
+def train_backdoored(cfg: BackdoorConfig, ctx: RunContext, *, train_augment: str = "",
+                     data: DataSplits | None = None) -> Backdoored:
+    """The victim ``cfg.model`` backdoored by ``cfg.attack`` (one attack), trained with the extra
+    augmentation ``train_augment`` (a transform name, or "" for none), or loaded from ``ctx.cache`` when
+    an earlier run trained the same one. ``data``: the splits of ``cfg`` if already loaded.
+
+    Deterministic per ``ctx.seed`` whatever ran before in the process: the poisoning, the weight
+    initialisation and the batch order each draw from their own generator seeded with it.
+    """
+    name = cfg.attack
+    data = data or load_data(cfg)
+    trigger: BackdoorAttack = create("attack", name, seed=ctx.seed)
+    trigger.prepare(data.train, ctx)
+    setting = {"rate": cfg.poison_rate, "mode": cfg.mode, "target": cfg.target, "num_classes": data.num_classes}
+    poisoned = poison_training_set(data.train, trigger, **setting, seed=ctx.seed)
+    test = poison_test_set(data.test, trigger, mode=cfg.mode, target=cfg.target, num_classes=data.num_classes)
+
+    key = {"victim": {f.name: getattr(cfg, f.name) for f in fields(VictimConfig)}, "attack": trigger.describe(),
+           "poisoning": setting, "threat_model": cfg.threat_model, "train_augment": train_augment,
+           "seed": ctx.seed, "device": ctx.device.type}
+    suffix = f"-{train_augment}" if train_augment else ""
+    entry = ctx.cache / f"backdoored-{cfg.model}-{name}{suffix}-{config_hash(key).split(':')[1][:16]}"
+    if cached := checkpoint.load_entry(entry, ctx.device):
+        return Backdoored(cached[0], trigger, data, poisoned, test, cached[1], cached=True)
+
+    build = {"num_classes": data.num_classes, "img_size": data.img_size, "mean": data.mean, "std": data.std}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(ctx.seed)
+        model = create_model(cfg.model, **build)
+    hooks: list[BatchHook] = []
+    if cfg.threat_model == "training-controlled":
+        inputs = data.train
+        hooks.append(PairedPoison(poisoned.pool, seed=ctx.seed))
+    else:
+        inputs = poisoned.data
+    if train_augment:
+        hooks.append(AugmentBatches(train_augment, seed=ctx.seed))
+    history = fit(model, inputs, cfg.train_config(len(data.train)), generator=torch.Generator().manual_seed(ctx.seed),
+                  device=ctx.device, progress=ctx.progress, batch_hook=_chain(hooks),
+                  description=f"train {cfg.model} backdoored by {name}{f' (+{train_augment})' if train_augment else ''}")
+    checkpoint.save_entry(entry, model, history, name=cfg.model, **build)
+    return Backdoored(model, trigger, data, poisoned, test, history, cached=False)
+
+
+def describe_poisoning(backdoored: Backdoored) -> dict[str, Any]:
+    """Counts for the record's ``derived``: poisoned and noise-mode training images, ASR test images."""
+    poisoned = backdoored.poisoned
+    return {"n_poisoned": len(poisoned.index), "n_noise": len(poisoned.noise_index),
+            "poisoned_fraction": len(poisoned.index) / len(poisoned.data), "n_asr_test": len(backdoored.test.clean)}
