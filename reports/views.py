@@ -24,11 +24,35 @@ class ReportView:
 _ATTACKS = ("dataset", "model", "attack")
 
 VIEWS: dict[str, tuple[ReportView, ...]] = {
+    # the papers' table: rows = watermark method, columns = the thief's attack
+    "watermark": (
+        ReportView("watermark success rate (NC ≥ threshold) on the surrogate's outputs", rows=("method",),
+                   cols="attack", metrics="wm_success"),
+        ReportView("mean NC of the extracted watermark on the surrogate's outputs", rows=("method",), cols="attack",
+                   metrics="wm_nc"),
+        ReportView("false positives (clean model, natural images; none: surrogates of the unmarked model)",
+                   rows=("method", "attack"), metrics="fp_*"),
+        ReportView("invisibility (PSNR/SSIM of marked vs unmarked outputs) and the thief's task quality",
+                   rows=("method", "attack"), metrics="psnr_wm,ssim_wm,api_success,surrogate_psnr,owner_psnr"),
+    ),
     "backdoor": (
         ReportView("backdoor attacks: clean accuracy, attack success, stealthiness", rows=_ATTACKS,
                    metrics="clean_acc,clean_model_acc,asr,clean_model_asr,robust_acc,psnr_db,ssim,l2,linf"),
         ReportView("backdoor attacks: ASR after test-time transformations (asr_tf_*) and with victim augmentation "
                    "(asr_aug_*)", rows=_ATTACKS, metrics="asr,asr_tf_*,asr_aug_*"),
+    ),
+    # rows: the pretraining (method) for each source->target pair (dataset)
+    "transfer": (
+        ReportView("Few-label transfer, linear probe: target accuracy by labels per class (k)",
+                   rows=("dataset", "method"), metrics="linear_k*"),
+        ReportView("Few-label transfer, weighted kNN: target accuracy by labels per class (k)",
+                   rows=("dataset", "method"), metrics="knn_k*"),
+        ReportView("Few-label transfer, fine-tuning: target accuracy by labels per class (k)",
+                   rows=("dataset", "method"), metrics="finetune_k*"),
+        ReportView("Clustering quality of target features (k-means, one centre per class)",
+                   rows=("dataset", "method"), metrics="cluster_*"),
+        ReportView("Progressive selection: target accuracy after each labelling round (r)",
+                   rows=("dataset", "method"), metrics="select_*"),
     ),
 }
 """Scenario name → its default tables, in display order. Scenarios add theirs here."""

@@ -74,3 +74,31 @@ def load_entry(entry: Path, device: torch.device | str = "cpu") -> tuple[nn.Modu
     if not (entry / "model.json").exists():
         return None
     return load(entry / "model", device), read_json(entry / "history.json")
+
+
+def save_weights(modules: dict[str, nn.Module], folder: Path) -> None:
+    """Write each module's weights to ``folder/<name>.safetensors`` (for networks the caller rebuilds
+    itself, such as a watermark's embedder and extractor, rather than through the model registry)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, module in modules.items():
+        state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+        save_file(state, str(folder / f"{name}.safetensors"))
+
+
+def load_weights(modules: dict[str, nn.Module], folder: Path, device: torch.device | str = "cpu") -> None:
+    """Load ``folder/<name>.safetensors`` into each (already built) module, strictly, on ``device``."""
+    for name, module in modules.items():
+        try:
+            module.load_state_dict(load_file(str(folder / f"{name}.safetensors"), device=str(device)), strict=True)
+        except (OSError, SafetensorError, RuntimeError) as exc:
+            raise SecbenchError(f"cannot load cached weights {folder / name}: {exc}") from exc
+        module.to(device).eval()
+
+
+def publish(staging: Path, entry: Path) -> None:
+    """Rename a fully written ``staging`` folder to ``entry``; if another process published the same
+    entry first, keep theirs (the same key means the same content)."""
+    try:
+        staging.rename(entry)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -187,13 +187,12 @@ def fit(
     a ``loss_fn(prediction, target)``; both images then get the same augmentation. Any other
     ``loss_fn`` gets ``(model output, inputs.labels)``; the history's ``acc`` is then NaN, as only the
     built-in loss says what the output means. ``sampler`` orders each epoch (and the precise-BN pass).
-    ``batch_hook(images, labels)`` (not with ``targets``) sees every batch before augmentation, in training
-    and in the precise-BN pass, and returns the batch to use, which may be larger: a training-controlled
-    backdoor attacker appends a poisoned batch to each clean one. History values are per image trained on.
-    A non-finite loss raises :class:`TrainingDiverged`.
+    ``batch_hook(images, labels)`` sees every batch before augmentation, in training and in the
+    precise-BN pass, and returns the batch to use, which may be larger: a training-controlled
+    backdoor attacker appends a poisoned batch to each clean one. With ``targets`` it gets
+    ``(images, float targets)`` instead, e.g. a thief's augmentation of both images of each pair.
+    History values are per image trained on. A non-finite loss raises :class:`TrainingDiverged`.
     """
-    if batch_hook is not None and targets is not None:
-        raise ValueError("batch_hook composes classification batches; it cannot keep paired targets aligned")
     progress = progress or NullProgress()
     data = place(inputs, device)
     paired = targets.to(data.images.device) if targets is not None else None
@@ -217,11 +216,12 @@ def fit(
             for step in range(steps_per_epoch):
                 index = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
                 x, y = data.batch(index)
+                if paired is not None:
+                    y = paired[index].float().div(255)
                 if batch_hook is not None:
                     x, y = batch_hook(x, y)
                 if paired is not None:
-                    both = augment_batch(torch.cat([x, paired[index].float().div(255)], 1), cfg.augment,
-                                         generator, cfg.crop_pad)
+                    both = augment_batch(torch.cat([x, y.to(x.device)], 1), cfg.augment, generator, cfg.crop_pad)
                     x, y = both[:, : x.shape[1]], both[:, x.shape[1] :]
                 else:
                     x = augment_batch(x, cfg.augment, generator, cfg.crop_pad)

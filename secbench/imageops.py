@@ -127,3 +127,8 @@ def add_gaussian_noise(images: torch.Tensor, *, sigma: float, generator: torch.G
         raise ValueError(f"sigma must be >= 0, got {sigma}")
     noise = torch.randn(images.shape, generator=generator, device=generator.device)
     return (images + sigma * noise.to(images.device, images.dtype)).clamp(0, 1)
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Float images in [0, 1] → uint8 (0-255), rounded to the nearest level and clipped."""
+    return images.mul(255).round_().clamp_(0, 255).to(torch.uint8)

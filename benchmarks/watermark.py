@@ -1,0 +1,59 @@
+"""Wall time of the watermark scenario at ``quick`` on this machine, through the real CLI.
+
+Three timings, each a separate ``secbench run watermark`` in a fresh results folder:
+
+1. the first ``--attack crop`` (trains M, the clean model, both methods' H/R/D and stage 2, and
+   three surrogates: none, baseline, structure) — issue 3's target ≤ 15 min on 2 CPU cores;
+2. a further attack (``--attack rotate``) that reuses the cached owner networks — target ≤ 3 min;
+3. optionally (``--grid``) the rest of ``--attack all`` — target ≤ 45 min for the whole grid.
+
+Also prints how the first run's time splits between the owner's training and the thief's, from
+the records. The machine is shared: rerun when the numbers matter.
+
+    python benchmarks/watermark.py [--preset quick] [--grid] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from secbench import store
+
+
+def timed(args: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "secbench", "run", "watermark", *args], check=True,
+                   stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="quick")
+    parser.add_argument("--grid", action="store_true", help="also time the rest of --attack all")
+    parser.add_argument("--out", type=Path, help="results folder (default: a fresh temporary one)")
+    args = parser.parse_args()
+    out = args.out or Path(tempfile.mkdtemp(prefix="secbench-wm-bench-"))
+    common = ["--preset", args.preset, "--out", str(out)]
+
+    first = timed(["--attack", "crop", *common])
+    records = store.load_records(out)
+    owner = sum(s or 0 for r in records for s in r["derived"]["owner_train_s"].values() if not r["derived"]["owner_cached"])
+    print(f"first run (--attack crop, 3 methods, owner networks trained): {first / 60:6.1f} min  (target ≤ 15)")
+    print(f"  of which the owner's H/R/D + stage 2 training: {owner / 60:6.1f} min")
+    further = timed(["--attack", "rotate", *common])
+    print(f"a further attack (--attack rotate, cache reused):             {further / 60:6.1f} min  (target ≤ 3)")
+    if args.grid:
+        rest = timed(["--attack", "all", *common])
+        print(f"the whole grid (--attack all, first two already done):        {(first + further + rest) / 60:6.1f} min"
+              "  (target ≤ 45)")
+    print(f"results in {out}")
+
+
+if __name__ == "__main__":
+    main()

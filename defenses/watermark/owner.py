@@ -1,0 +1,149 @@
+"""The owner's side of model watermarking: train H, R (and D), fine-tune R on a surrogate, verify.
+
+Stage 1 trains embedder H (UNet over output ⊕ mark), extractor R (dilated residual network) and
+discriminator D (PatchGAN, LSGAN) jointly on the protected model's outputs (``secbench.hiding``).
+Stage 2 is the official "adversarial stage": the owner plays thief once, trains a surrogate on
+(its own inputs, marked outputs) without augmentation, and fine-tunes R alone so that the
+surrogate's outputs carry the mark too (watermarking.md §A1 "Stage 2").
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from attacks.surrogate import build_surrogate, train_image_model
+from defenses.watermark.methods import WatermarkMethod
+from secbench import checkpoint
+from secbench.engine import TrainConfig
+from secbench.hiding import HidingConfig, HidingNets, mark_nc, train_hiding, tune_extractor
+from secbench.imageops import to_uint8
+from secbench.models.imaging import DilatedResidualExtractor, PatchDiscriminator, UNet
+from secbench.progress import Progress
+
+_BATCH = 256  # inference batch
+
+
+@dataclass(frozen=True)
+class OwnerRecipe:
+    """Sizes and budgets of the owner's networks and training (a preset's choice, not the method's)."""
+
+    width: int  # H's and D's base channels (official 64)
+    extractor_width: int  # R's channels (official 128)
+    depth: int  # H's downsamplings (official 7 at 256×256)
+    steps: int  # stage-1 updates
+    batch_size: int
+    fidelity: tuple[float, float]  # embedding-MSE weight at the start and end of stage 1
+    surrogate: str  # the owner's own stage-2 surrogate architecture
+    surrogate_epochs: int
+    tune_steps: int  # stage-2 updates of R
+    tune_lr: float = 1e-4  # official stage-2 learning rate
+
+
+@dataclass
+class Protection:
+    """A trained watermark: ``mark`` hides with ``embedder`` and is read back by ``extractor``."""
+
+    method: WatermarkMethod
+    embedder: nn.Module
+    extractor: nn.Module
+    history: dict[str, Any]
+    cached: bool
+
+    @torch.no_grad()
+    def mark_outputs(self, outputs: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """Float ``(N, 3, H, W)`` outputs in [0, 1] → marked, rounded to 8 bits as an API serves them."""
+        key = self.method.mark.sample_key(len(outputs), torch.Generator())
+        marked = [self.embedder(torch.cat([b.to(device), self.method.mark.hidden(b.to(device), k)], 1)).cpu()
+                  for b, k in zip(outputs.split(_BATCH), key.split(_BATCH), strict=True)]
+        return quantize(torch.cat(marked))
+
+    @torch.no_grad()
+    def extract(self, images: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """What R reads in ``(N, 3, H, W)`` images: ``(N, 3, H, W)``."""
+        return torch.cat([self.extractor(b.to(device)).cpu() for b in images.split(_BATCH)])
+
+    def nc(self, images: torch.Tensor, references: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """NC of R's reading of each image against the mark expected of its reference: ``(N,)``.
+
+        The reference is the owner's clean output for the same query (a suspect model answers the
+        owner's own verification queries), or the image itself when there is none (a natural image).
+        It matters for the structure mark only: the mark's edges are those of the clean output.
+        """
+        mark = self.method.mark
+        key = mark.sample_key(len(images), torch.Generator())
+        return mark_nc(self.extract(images, device), mark.expected(references, key))
+
+
+def quantize(images: torch.Tensor) -> torch.Tensor:
+    """Round float images in [0, 1] to the nearest of the 256 levels an 8-bit image file can hold."""
+    return images.clamp(0, 1).mul(255).round().div(255)
+
+
+def _nets(recipe: OwnerRecipe) -> HidingNets:
+    return HidingNets(
+        UNet(6, 3, width=recipe.width, depth=recipe.depth, norm="instance"),
+        DilatedResidualExtractor(3, 3, width=recipe.extractor_width),
+        PatchDiscriminator(3, width=recipe.width),
+    )
+
+
+def protect(
+    method: WatermarkMethod,
+    recipe: OwnerRecipe,
+    covers: torch.Tensor,
+    inputs: torch.Tensor,
+    *,
+    entry: Path,
+    generator: torch.Generator,
+    device: torch.device,
+    progress: Progress | None = None,
+) -> Protection:
+    """Train (or load from the cache folder ``entry``) the watermark of ``method`` on the owner's
+    split: ``covers`` are the protected model's outputs and ``inputs`` its inputs, float
+    ``(N, 3, H, W)`` in [0, 1], aligned."""
+    nets = _nets(recipe)
+    modules = {"embedder": nets.embedder, "extractor": nets.extractor}
+    if (entry / "history.json").exists():
+        checkpoint.load_weights(modules, entry, device)
+        return Protection(method, nets.embedder, nets.extractor, checkpoint.read_json(entry / "history.json"), True)
+    started = time.perf_counter()
+    hiding = HidingConfig(steps=recipe.steps, batch_size=recipe.batch_size, fidelity=recipe.fidelity,
+                          clean_weight=method.clean_weight, stages=method.stages)
+    stage1 = train_hiding(nets, covers, method.mark, hiding, generator=generator, device=device, unmarked=inputs,
+                          progress=progress, description=f"{method.name}: train H + R + D")
+    protection = Protection(method, nets.embedder, nets.extractor, {}, cached=False)
+    marked = protection.mark_outputs(covers, device)
+    stage1_s = time.perf_counter() - started
+
+    # stage 2: the owner's own surrogate, trained as a plain thief would (no augmentation)
+    surrogate = build_surrogate(recipe.surrogate, recipe.width)
+    train_image_model(surrogate, to_uint8(inputs), to_uint8(marked), _surrogate_cfg(recipe.surrogate_epochs), loss="l2",
+                      generator=generator, device=device, progress=progress,
+                      description=f"{method.name}: owner's surrogate")
+    with torch.no_grad():
+        stolen = quantize(torch.cat([surrogate(b.to(device)).cpu() for b in inputs.split(_BATCH)]))
+    tune = HidingConfig(steps=recipe.tune_steps, batch_size=recipe.batch_size, lr=recipe.tune_lr,
+                        clean_weight=method.clean_weight, stages=method.stages)
+    stage2 = tune_extractor(nets.extractor, [marked, stolen], [covers, covers], [covers, inputs], method.mark, tune,
+                            generator=generator, device=device, progress=progress,
+                            description=f"{method.name}: fine-tune R on the owner's surrogate")
+    history = {"stage1": stage1, "stage2": stage2, "stage1_s": stage1_s,
+               "total_s": time.perf_counter() - started, "recipe": asdict(recipe)}
+    staging = entry.with_name(f"{entry.name}.tmp{time.time_ns()}")
+    checkpoint.save_weights(modules, staging)
+    checkpoint.write_json(staging / "history.json", history)
+    checkpoint.publish(staging, entry)
+    protection.history = history
+    return protection
+
+
+def _surrogate_cfg(epochs: int) -> TrainConfig:
+    """The thief's (and the owner's stage-2) surrogate training: Adam, cosine decay, no built-in augmentation."""
+    return TrainConfig(epochs=epochs, batch_size=32, lr=2e-3, optimizer="adam", weight_decay=0.0,
+                       schedule="cosine", augment=(), precise_bn=0)

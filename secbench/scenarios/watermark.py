@@ -1,0 +1,381 @@
+"""``watermark``: does a model watermark survive a thief who trains a surrogate on the API's outputs?
+
+The owner trains an image-processing model M (a UNet for deraining or denoising) on its split and
+serves it through an API that marks every output (``defenses/watermark``). The thief queries the
+API with a disjoint split, trains a surrogate on (query, answer) pairs, optionally augmenting each
+pair (``attacks/augment.py``) or fine-tuning / pruning the surrogate afterwards
+(``attacks/surrogate.py``). The owner's extractor then reads the surrogate's outputs on test
+images neither saw, and must read nothing in the outputs of an independently trained clean
+model or in natural images.
+
+M, the independent clean model and each method's H and R are trained once per (data, task,
+recipe, seed) and cached; every further attack costs one surrogate training.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from attacks.augment import AUGMENTATIONS
+from attacks.surrogate import CONTENT_LOSSES, build_surrogate, train_image_model
+from defenses.watermark.owner import OwnerRecipe, Protection, protect, quantize
+from secbench import checkpoint
+from secbench.config import config_hash, option
+from secbench.data import load_dataset
+from secbench.engine import TrainConfig
+from secbench.errors import SecbenchError, UnknownNameError
+from secbench.imageops import add_gaussian_noise, add_rain, edge_mask, to_uint8
+from secbench.metrics import auroc, psnr, ssim, success_rate
+from secbench.models.imaging import IMAGE_MODELS, UNet
+from secbench.plots import image_rows
+from secbench.registry import create, register
+from secbench.scenarios.base import Outcome, RunContext, Scenario
+
+TASKS = ("derain", "denoise")
+METHODS = ("none", "baseline", "structure")
+REMOVALS = ("finetune", "prune")
+ATTACKS = tuple(name.removeprefix("aug-") for name in AUGMENTATIONS) + REMOVALS
+_BATCH = 256
+_TEST_POOL = 4  # candidate test patches per one kept, for the --min-edges filter
+
+
+@dataclass(frozen=True)
+class WatermarkConfig:
+    """Defaults are the ``quick`` preset (minutes on 2 CPU cores)."""
+
+    task: str = option("derain", "the protected model's task: derain (synthetic rain streaks) | denoise (Gaussian)")
+    dataset: str = option("patches", "patches (bundled photos) | imagefolder:PATH (your own photos)")
+    method: str = option("none,baseline,structure", "none | baseline | structure, a comma list, or all")
+    attack: str = option("none", f"{' | '.join(ATTACKS)}, a comma list, or all")
+    attack_options: str = option("", "the attack's strength, e.g. degrees=30 or scale=0.75:1.0 (see secbench list attacks)")
+    surrogate: str = option("unet", "the thief's surrogate: unet | resnet9 | dilated")
+    loss: str = option("l1", "the thief's content loss: l1 | l2")
+    watermark: str = option("", "PNG of the baseline's watermark (default: a generated logo)")
+    key: str = option("#f07814", "the structure watermark's key colour (hex RGB)")
+    threshold: float = option(0.95, "NC at or above which an extraction counts as the watermark")
+    noise_sigma: float = option(0.1, "denoise task: std of the Gaussian noise, on the 0-1 scale")
+    data_seed: int = option(0, "seed of the data split and degradations; fixed while training seeds vary")
+    patch_size: int = option(32, "side of the square image patches (a multiple of 16)")
+    n_owner: int = option(1000, "the owner's training images (M, H, R and its stage-2 surrogate)")
+    n_attacker: int = option(1000, "the thief's query images (disjoint from the owner's)")
+    n_test: int = option(200, "test images, from photos neither side trained on")
+    min_edges: float = option(0.02, "verification queries need this fraction of edge pixels (0: any patch)")
+    width: int = option(16, "base channels of M, H, D and the surrogates (official 64)")
+    extractor_width: int = option(16, "channels of the extractor R (official 128)")
+    task_epochs: int = option(30, "epochs of M and of the independent clean model")
+    hiding_steps: int = option(1500, "stage-1 updates of H, R and D (batch 16)")
+    fidelity_start: float = option(0.05, "weight of H's fidelity MSE at the start of stage 1 (ramped geometrically)")
+    fidelity_end: float = option(2.0, "... and at its end (the official code: 1 throughout)")
+    tune_steps: int = option(300, "stage-2 updates of R on the owner's own surrogate")
+    surrogate_epochs: int = option(20, "epochs of every surrogate (the owner's and the thief's)")
+    finetune_epochs: int = option(5, "finetune attack: epochs on the thief's clean pairs")
+    prune_amount: float = option(0.5, "prune attack: fraction of convolution weights zeroed")
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise UnknownNameError("task", self.task, TASKS)
+        for name in self.methods():
+            if name not in METHODS:
+                raise UnknownNameError("watermark method", name, (*METHODS, "all"))
+        for name in self.attacks():
+            if name not in ATTACKS:
+                raise UnknownNameError("watermark attack", name, (*ATTACKS, "all"))
+        if self.surrogate not in IMAGE_MODELS:
+            raise UnknownNameError("surrogate", self.surrogate, IMAGE_MODELS)
+        if self.loss not in CONTENT_LOSSES:
+            raise UnknownNameError("surrogate loss", self.loss, CONTENT_LOSSES)
+        if self.patch_size < 16 or self.patch_size % 16:
+            raise SecbenchError(f"--patch-size must be a multiple of 16 (the discriminator's stride), got {self.patch_size}")
+        if not 0 <= self.min_edges < 1:
+            raise SecbenchError(f"--min-edges is a fraction of pixels in [0, 1), got {self.min_edges}")
+        if not 0 < self.threshold <= 1:
+            raise SecbenchError(f"--threshold is an NC in (0, 1], got {self.threshold}")
+        counts = (self.n_owner, self.n_attacker, self.n_test, self.width, self.extractor_width, self.task_epochs,
+                  self.hiding_steps, self.tune_steps, self.surrogate_epochs, self.finetune_epochs)
+        if min(counts) < 1 or min(self.fidelity_start, self.fidelity_end) <= 0:
+            raise SecbenchError("sizes, epochs, steps and fidelity weights must be positive")
+        if not 0 <= self.prune_amount < 1:
+            raise SecbenchError(f"--prune-amount is a fraction in [0, 1), got {self.prune_amount}")
+        self.key_rgb()
+        self.attack_kwargs()
+
+    def methods(self) -> list[str]:
+        return _names(self.method, METHODS)
+
+    def attacks(self) -> list[str]:
+        return _names(self.attack, ATTACKS)
+
+    def key_rgb(self) -> tuple[float, float, float]:
+        text = self.key.removeprefix("#")
+        try:
+            if len(text) != 6:
+                raise ValueError
+            r, g, b = (int(text[i : i + 2], 16) / 255 for i in (0, 2, 4))
+        except ValueError:
+            raise SecbenchError(f"--key is a hex colour like #f07814, got {self.key!r}") from None
+        return r, g, b
+
+    def attack_kwargs(self) -> dict[str, Any]:
+        """``--attack-options`` as keyword arguments: ``a=1,b=0.5:1`` → ``{"a": 1.0, "b": (0.5, 1.0)}``."""
+        kwargs: dict[str, Any] = {}
+        for item in filter(None, (part.strip() for part in self.attack_options.split(","))):
+            name, sep, value = item.partition("=")
+            try:
+                if not sep or not name.strip():
+                    raise ValueError
+                numbers = tuple(float(v) for v in value.split(":"))
+            except ValueError:
+                raise SecbenchError(f"--attack-options takes name=value pairs like degrees=30,scale=0.5:1, "
+                                    f"got {item!r}") from None
+            kwargs[name.strip()] = numbers if len(numbers) > 1 else numbers[0]
+        return kwargs
+
+    def owner_recipe(self) -> OwnerRecipe:
+        return OwnerRecipe(width=self.width, extractor_width=self.extractor_width,
+                           depth=int(math.log2(self.patch_size)) - 1, steps=self.hiding_steps, batch_size=16,
+                           fidelity=(self.fidelity_start, self.fidelity_end), surrogate="unet",
+                           surrogate_epochs=self.surrogate_epochs, tune_steps=self.tune_steps)
+
+    @classmethod
+    def from_dict(cls, cfg: dict[str, Any]) -> WatermarkConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in cfg.items() if k in names})
+
+
+def _names(value: str, valid: tuple[str, ...]) -> list[str]:
+    return list(valid) if value == "all" else [v.strip() for v in value.split(",") if v.strip()]
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """Float ``(N, 3, H, W)`` images in [0, 1]: degraded inputs and clean targets of each split."""
+
+    owner: tuple[torch.Tensor, torch.Tensor]
+    attacker: tuple[torch.Tensor, torch.Tensor]
+    test: tuple[torch.Tensor, torch.Tensor]
+    fingerprint: str
+
+
+def task_data(cfg: WatermarkConfig) -> TaskData:
+    """The owner's and the thief's splits (disjoint crops of the training photos) and the test split
+    (other photos), each degraded by the task with a generator seeded by ``data_seed``."""
+    pool = _TEST_POOL * cfg.n_test if cfg.min_edges > 0 else cfg.n_test
+    splits = load_dataset(cfg.dataset, seed=cfg.data_seed, n_train=cfg.n_owner + cfg.n_attacker, n_test=pool,
+                          **({"patch_size": cfg.patch_size} if cfg.dataset == "patches" else {}))
+    if splits.img_size != cfg.patch_size or splits.train.images.shape[1] != 3:
+        raise SecbenchError(f"{cfg.dataset}: the watermark scenario needs RGB {cfg.patch_size}×{cfg.patch_size} "
+                            f"images, got {tuple(splits.train.images.shape[1:])}; pass --patch-size to match")
+    generator = torch.Generator().manual_seed(cfg.data_seed)
+    train, test = splits.train.floats(), splits.test.floats()
+    # The owner verifies with queries of its choosing; the structure mark lives on edges, so a flat
+    # patch carries none. The same queries serve every method.
+    structured = edge_mask(test).float().mean((1, 2, 3)) >= cfg.min_edges
+    if structured.sum() < cfg.n_test:
+        raise SecbenchError(f"only {int(structured.sum())} of {len(test)} test patches have {cfg.min_edges:.0%} edge "
+                            f"pixels, {cfg.n_test} needed; lower --min-edges or --n-test")
+    test = test[structured.nonzero().squeeze(1)[: cfg.n_test]]
+
+    def degrade(clean: torch.Tensor) -> torch.Tensor:
+        if cfg.task == "derain":
+            return add_rain(clean, generator=generator)
+        return add_gaussian_noise(clean, sigma=cfg.noise_sigma, generator=generator)
+
+    def pair(clean: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return quantize(degrade(clean)), clean
+
+    return TaskData(pair(train[: cfg.n_owner]), pair(train[cfg.n_owner :]), pair(test), splits.fingerprint())
+
+
+def _image_cfg(epochs: int) -> TrainConfig:
+    """Training of every image-to-image model (M, the clean model, surrogates): Adam 2e-3, cosine, batch 32."""
+    return TrainConfig(epochs=epochs, batch_size=32, lr=2e-3, optimizer="adam", weight_decay=0.0,
+                       schedule="cosine", augment=(), precise_bn=0)
+
+
+@torch.no_grad()
+def apply(model: nn.Module, images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``model`` on float images, batched, rounded to 8 bits: ``(N, 3, H, W)`` on the CPU."""
+    model.eval()
+    return quantize(torch.cat([model(b.to(device)).float().cpu() for b in images.split(_BATCH)]))
+
+
+def _seeded(ctx: RunContext, *parts: str) -> torch.Generator:
+    """A random stream of its own for one component (and the global stream its networks initialise
+    from), derived from the run's seed: a component draws the same numbers whether or not others ran
+    before it in this process, so cached and fresh owner networks give the same thief."""
+    seed = int(config_hash({"seed": ctx.seed, "parts": parts}).split(":")[1][:15], 16)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def _entry(ctx: RunContext, kind: str, payload: dict[str, Any]) -> Path:
+    key = config_hash({**payload, "seed": ctx.seed, "device": ctx.device.type})
+    return ctx.cache / f"watermark-{kind}-{key.split(':')[1][:16]}"
+
+
+def _task_model(cfg: WatermarkConfig, pair: tuple[torch.Tensor, torch.Tensor], role: str, ctx: RunContext
+                ) -> nn.Module:
+    """A UNet for the task trained on ``pair`` (cached): the owner's M, or the independent clean model."""
+    model = UNet(3, 3, width=cfg.width, depth=int(math.log2(cfg.patch_size)) - 1, norm="instance")
+    payload = {"role": role, "data": _data_fields(cfg), "width": cfg.width, "epochs": cfg.task_epochs}
+    entry = _entry(ctx, role, payload)
+    if (entry / "history.json").exists():
+        checkpoint.load_weights({"model": model}, entry, ctx.device)
+        return model
+    generator = _seeded(ctx, role)  # the independent model differs in data and initialisation
+    model = UNet(3, 3, width=cfg.width, depth=int(math.log2(cfg.patch_size)) - 1, norm="instance")
+    history = train_image_model(model, to_uint8(pair[0]), to_uint8(pair[1]), _image_cfg(cfg.task_epochs), loss="l1",
+                                generator=generator, device=ctx.device, progress=ctx.progress,
+                                description=f"train {role} ({cfg.task})")
+    staging = entry.with_name(f"{entry.name}.tmp{time.time_ns()}")
+    checkpoint.save_weights({"model": model}, staging)
+    checkpoint.write_json(staging / "history.json", history)
+    checkpoint.publish(staging, entry)
+    return model
+
+
+def _data_fields(cfg: WatermarkConfig) -> dict[str, Any]:
+    names = ("task", "dataset", "noise_sigma", "data_seed", "patch_size", "n_owner", "n_attacker", "n_test")
+    return {name: getattr(cfg, name) for name in names}
+
+
+def _protection(cfg: WatermarkConfig, method: str, covers: torch.Tensor, inputs: torch.Tensor,
+                ctx: RunContext) -> Protection:
+    options = ({"size": cfg.patch_size, "watermark": cfg.watermark} if method == "baseline"
+               else {"key": cfg.key_rgb()})
+    recipe = cfg.owner_recipe()
+    entry = _entry(ctx, f"{method}-owner", {"data": _data_fields(cfg), "method": method, "options": options,
+                                            "recipe": asdict(recipe), "task_epochs": cfg.task_epochs})
+    return protect(create("defense", f"watermark-{method}", **options), recipe, covers, inputs, entry=entry,
+                   generator=_seeded(ctx, "owner", method), device=ctx.device, progress=ctx.progress)
+
+
+def _steal(cfg: WatermarkConfig, queries: torch.Tensor, answers: torch.Tensor, clean_pair: tuple[torch.Tensor, ...],
+           attack: str, ctx: RunContext) -> nn.Module:
+    """The thief's surrogate: trained on (queries, API answers) under ``attack``."""
+    generator = _seeded(ctx, "thief", attack)
+    augmentation = None
+    if attack not in REMOVALS:
+        augmentation = create("attack", f"aug-{attack}", seed=ctx.seed, **cfg.attack_kwargs())
+    surrogate = build_surrogate(cfg.surrogate, cfg.width)
+    train_image_model(surrogate, to_uint8(queries), to_uint8(answers), _image_cfg(cfg.surrogate_epochs), loss=cfg.loss,
+                      generator=generator, device=ctx.device, augmentation=augmentation, progress=ctx.progress,
+                      description=f"thief: {cfg.surrogate} surrogate, attack {attack}")
+    if attack == "finetune":
+        removal = create("attack", "finetune", epochs=cfg.finetune_epochs, loss=cfg.loss, **cfg.attack_kwargs())
+    elif attack == "prune":
+        removal = create("attack", "prune", amount=cfg.prune_amount, **cfg.attack_kwargs())
+    else:
+        return surrogate
+    # the thief's own clean pairs: its queries with their ground truth, a fifth of them
+    inputs, targets = (part[: max(1, len(part) // 5)] for part in clean_pair)
+    return removal(surrogate, to_uint8(inputs), to_uint8(targets), generator=generator, device=ctx.device,
+                   progress=ctx.progress)
+
+
+@dataclass
+class Verification:
+    nc: torch.Tensor  # (N,) on the suspect's outputs
+    references: torch.Tensor  # (M,) on the clean model's outputs and natural images
+    fp_clean_model: float
+    fp_natural: float
+
+
+def _verify(protection: Protection, suspect: torch.Tensor, owner_outputs: torch.Tensor, clean_outputs: torch.Tensor,
+            natural: torch.Tensor, threshold: float, device: torch.device) -> Verification:
+    """NC on the suspect's and the clean model's answers to the test queries (expected: the mark of
+    the owner's clean answer) and on natural images (expected: their own mark)."""
+    clean_nc = protection.nc(clean_outputs, owner_outputs, device)
+    natural_nc = protection.nc(natural, natural, device)
+    return Verification(protection.nc(suspect, owner_outputs, device), torch.cat([clean_nc, natural_nc]),
+                        success_rate(clean_nc, threshold), success_rate(natural_nc, threshold))
+
+
+@register("scenario", "watermark")
+class Watermark(Scenario):
+    """Model watermarks of an image-processing API against surrogate theft with augmentation attacks."""
+
+    name = "watermark"
+    version = 1
+    Config = WatermarkConfig
+    presets = {
+        "smoke": {"n_owner": 48, "n_attacker": 48, "n_test": 16, "width": 4, "extractor_width": 4, "task_epochs": 1,
+                  "hiding_steps": 6, "tune_steps": 2, "surrogate_epochs": 1, "finetune_epochs": 1},
+        # the official split (6,000 / 6,000 / 100 at 256×256), widths, 200-epoch stage 1 and 300-epoch surrogates
+        "paper": {"patch_size": 256, "n_owner": 6000, "n_attacker": 6000, "n_test": 100, "width": 64,
+                  "extractor_width": 128, "task_epochs": 200, "hiding_steps": 75_000, "fidelity_start": 1.0,
+                  "fidelity_end": 1.0, "tune_steps": 20_000, "surrogate_epochs": 300, "finetune_epochs": 20},
+    }
+    headline = ("wm_success", "wm_nc", "fp_clean_model", "fp_natural", "psnr_wm", "surrogate_psnr")
+
+    def grid(self, cfg: dict[str, Any]) -> list[dict[str, Any]]:
+        config = WatermarkConfig.from_dict(cfg)
+        return [{**cfg, "method": m, "attack": a} for m in config.methods() for a in config.attacks()]
+
+    def identity(self, cfg: dict[str, Any]) -> dict[str, Any]:
+        return {"dataset": f"{cfg['dataset']}/{cfg['task']}", "model": cfg["surrogate"], "method": cfg["method"],
+                "attack": cfg["attack"], "defense": None}
+
+    def run(self, cfg: dict[str, Any], ctx: RunContext) -> Outcome:
+        config = WatermarkConfig.from_dict(cfg)
+        data = task_data(config)
+        owner_model = _task_model(config, data.owner, "owner-model", ctx)
+        clean_model = _task_model(config, data.attacker, "clean-model", ctx)
+        (owner_in, _), (thief_in, thief_gt), (test_in, test_gt) = data.owner, data.attacker, data.test
+        owner_out, thief_out, test_out = (apply(owner_model, x, ctx.device) for x in (owner_in, thief_in, test_in))
+        clean_out = apply(clean_model, test_in, ctx.device)
+
+        method = config.method
+        if method == "none":
+            protections = {m: _protection(config, m, owner_out, owner_in, ctx) for m in ("baseline", "structure")}
+            answers, test_answers = thief_out, test_out
+        else:
+            protection = _protection(config, method, owner_out, owner_in, ctx)
+            protections = {method: protection}
+            answers = protection.mark_outputs(thief_out, ctx.device)
+            test_answers = protection.mark_outputs(test_out, ctx.device)
+
+        surrogate = _steal(config, thief_in, answers, (thief_in, thief_gt), config.attack, ctx)
+        suspect = apply(surrogate, test_in, ctx.device)
+        checks = {m: _verify(p, suspect, test_out, clean_out, test_gt, config.threshold, ctx.device)
+                  for m, p in protections.items()}
+        metrics = {
+            "surrogate_psnr": psnr(suspect, test_gt).mean().item(),
+            "owner_psnr": psnr(test_out, test_gt).mean().item(),
+        }
+        if method == "none":  # the control: a surrogate of an unmarked model must not verify under any extractor
+            for m, check in checks.items():
+                metrics[f"fp_surrogate_{m}"] = success_rate(check.nc, config.threshold)
+            worst = max(checks, key=lambda m: metrics[f"fp_surrogate_{m}"])
+            check = checks[worst]
+        else:
+            check = checks[method]
+            api_nc = protections[method].nc(test_answers, test_out, ctx.device)
+            metrics |= {"psnr_wm": psnr(test_answers, test_out).mean().item(),
+                        "ssim_wm": ssim(test_answers, test_out).mean().item(),
+                        "api_success": success_rate(api_nc, config.threshold), "api_nc": api_nc.mean().item()}
+        metrics |= {"wm_success": success_rate(check.nc, config.threshold), "wm_nc": check.nc.mean().item(),
+                    "wm_auroc": auroc(check.nc, check.references), "fp_clean_model": check.fp_clean_model,
+                    "fp_natural": check.fp_natural}
+
+        shown = next(iter(protections.values()))
+        rows = 4
+        extracted = shown.extract(suspect[:rows], ctx.device).clamp(0, 1)
+        residual = ((test_answers[:rows] - test_out[:rows]) * 10 + 0.5).clamp(0, 1)
+        image_rows({"input": test_in[:rows], "clean output": test_out[:rows], "API output": test_answers[:rows],
+                    "residual ×10": residual, "surrogate output": suspect[:rows],
+                    f"R ({shown.method.name})": extracted},
+                   ctx.artifacts / "examples.png", title=f"{method} vs {config.attack} ({config.surrogate} thief)")
+        ctx.write_json("nc.json", {"suspect": check.nc.tolist(), "references": check.references.tolist()})
+        better = {k: not k.startswith("fp_") for k in metrics}
+        derived = {"owner_cached": all(p.cached for p in protections.values()),
+                   "owner_train_s": {m: p.history.get("total_s") for m, p in protections.items()},
+                   "dataset_sha256": data.fingerprint}
+        return Outcome(metrics, better, n=len(test_in), dataset_fingerprint=data.fingerprint, derived=derived)

@@ -1,0 +1,154 @@
+"""secbench.hiding: interference layer, marks, NC on inks, and that H + R learn to hide a logo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from secbench.errors import SecbenchError, UnknownNameError
+from secbench.hiding import (
+    BLANK,
+    HidingConfig,
+    HidingNets,
+    Interference,
+    LogoMark,
+    StructureMark,
+    logo,
+    mark_nc,
+    train_hiding,
+    tune_extractor,
+)
+from secbench.hiding.interference import Transform
+from secbench.imageops import edge_mask
+from secbench.metrics import normalized_correlation
+from secbench.models.imaging import DilatedResidualExtractor, UNet
+
+
+@pytest.fixture
+def images() -> torch.Tensor:
+    return torch.rand(6, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+
+
+def _theta(*rows: list[float]) -> torch.Tensor:
+    return torch.tensor([rows], dtype=torch.float32)
+
+
+def test_affine_transforms_are_exact_flips_and_quarter_turns(images):
+    x = images[:1]
+    assert torch.allclose(Transform(_theta([1, 0, 0], [0, 1, 0]), None, 0.0)(x), x, atol=1e-6)
+    assert torch.allclose(Transform(_theta([-1, 0, 0], [0, 1, 0]), None, 0.0)(x), x.flip(-1), atol=1e-6)
+    assert torch.allclose(Transform(_theta([1, 0, 0], [0, -1, 0]), None, 0.0)(x), x.flip(-2), atol=1e-6)
+    # output (u, v) samples input (-v, u): a quarter turn
+    assert torch.allclose(Transform(_theta([0, -1, 0], [1, 0, 0]), None, 0.0)(x), x.rot90(1, (-2, -1)), atol=1e-5)
+
+
+def test_one_draw_moves_several_batches_identically(images):
+    transform = Interference().sample(6, ("rotate", "crop", "resize", "flip"), torch.Generator().manual_seed(1))
+    both = transform(torch.cat([images, images.flip(1)], 1))
+    assert torch.allclose(both[:, :3], transform(images), atol=1e-6)
+    assert torch.allclose(both[:, 3:], transform(images.flip(1)), atol=1e-6)
+
+
+def test_sampled_flips_only_flip_and_crops_stay_inside(images):
+    interference = Interference(crop_area=(0.25, 0.5))
+    flips = interference.sample(6, ("flip",), torch.Generator().manual_seed(2))
+    out = flips(images)
+    for x, y in zip(images, out, strict=True):
+        assert any(torch.allclose(y, c, atol=1e-6) for c in (x, x.flip(-1), x.flip(-2), x.flip(-1).flip(-2)))
+    crop = interference.sample(200, ("crop",), torch.Generator().manual_seed(3)).theta
+    side = crop[:, 0, 0]
+    assert torch.all((side >= 0.5 - 1e-6) & (side <= 0.71))  # sqrt of the area range
+    assert torch.all(crop[:, :, 2].abs() <= (1 - side)[:, None] + 1e-6)
+
+
+def test_interference_is_differentiable_and_rejects_unknown_ops(images):
+    x = images.clone().requires_grad_(True)
+    Interference().sample(6, ("rotate", "resize"), torch.Generator().manual_seed(4))(x).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    with pytest.raises(UnknownNameError, match="unknown interference 'shear'"):
+        Interference().sample(2, ("shear",), torch.Generator())
+
+
+def test_noise_goes_to_the_marked_image_only(images):
+    transform = Interference(noise_sigma=0.05).sample(6, ("noise",), torch.Generator().manual_seed(5))
+    assert torch.equal(transform(images), images)
+    noisy = transform.noisy(images, torch.Generator().manual_seed(6))
+    assert 0.04 < (noisy - images).std().item() < 0.06
+
+
+def test_structure_mark_paints_the_key_on_edges_only():
+    image = torch.zeros(1, 3, 16, 16)
+    image[..., 8:] = 1.0  # a vertical step: edges on the two columns beside it
+    mark = StructureMark((0.9, 0.2, 0.1))
+    key = mark.sample_key(1, torch.Generator())
+    expected = mark.expected(image, key)
+    edges = edge_mask(image)[0, 0]
+    assert edges[:, 7:9].all() and edges.sum() == 32
+    assert torch.allclose(expected[0, :, edges], torch.tensor([0.9, 0.2, 0.1])[:, None].expand(3, 32))
+    assert torch.all(expected[0, :, ~edges] == BLANK)
+    assert torch.equal(mark.weights(image)[0, 0], 1 + 12 * edges.float())
+
+
+def test_structure_mark_without_colour_draws_poison_ink_palette():
+    keys = StructureMark(None).sample_key(500, torch.Generator().manual_seed(0))
+    assert set(torch.unique((keys * 255).round()).tolist()) == {40.0, 80.0, 120.0, 160.0, 200.0}
+
+
+def test_mark_nc_compares_inks():
+    ink = logo(16)[None]
+    assert mark_nc(ink, ink).item() == pytest.approx(1.0)
+    assert mark_nc(torch.ones_like(ink), ink).item() == 0.0  # a blank reading is no evidence
+    # the plain NC of a blank and the logo is high: why inks are compared instead
+    assert normalized_correlation(torch.ones_like(ink), ink).item() > 0.8
+    assert mark_nc(ink * 0.5 + 0.5, ink).item() == pytest.approx(1.0)  # a fainter copy of the same ink
+
+
+def test_generated_logo_and_png_watermark(tmp_path: Path):
+    generated = logo(32)
+    inked = (generated < 0.9).float().mean().item()
+    assert generated.shape == (3, 32, 32) and 0.2 < inked < 0.6
+    picture = np.zeros((20, 30, 3), dtype=np.uint8)
+    picture[:, :15] = 255
+    Image.fromarray(picture).save(tmp_path / "mark.png")
+    loaded = logo(16, tmp_path / "mark.png")
+    assert loaded.shape == (3, 16, 16) and loaded[:, :, :7].min() > 0.95 and loaded[:, :, 9:].max() < 0.05
+    (tmp_path / "bad.png").write_text("not an image")
+    with pytest.raises(SecbenchError, match="not a readable image"):
+        logo(16, tmp_path / "bad.png")
+
+
+def test_fidelity_ramp_and_incremental_stages():
+    cfg = HidingConfig(steps=9, fidelity=(0.1, 10.0), stages=(("rotate",), ("rotate", "crop"), ("flip",)))
+    assert cfg.fidelity_at(0) == pytest.approx(0.1) and cfg.fidelity_at(8) == pytest.approx(10.0)
+    assert cfg.fidelity_at(4) == pytest.approx(1.0)
+    assert [cfg.ops_at(s) for s in (0, 2, 3, 5, 6, 8)] == [("rotate",)] * 2 + [("rotate", "crop")] * 2 + [("flip",)] * 2
+    with pytest.raises(ValueError, match="even batch_size"):
+        HidingConfig(steps=1, batch_size=3)
+
+
+def test_embedder_and_extractor_learn_to_hide_a_logo(one_thread):
+    """A few hundred steps on tiny nets: R reads the logo in H's outputs and not in clean covers."""
+    torch.manual_seed(0)
+    covers = torch.rand(64, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 0.6 + 0.2
+    mark = LogoMark(logo(16))
+    nets = HidingNets(UNet(6, 3, width=8, depth=4, norm="instance"), DilatedResidualExtractor(3, 3, width=8,
+                                                                                           dilations=(2, 1)))
+    cfg = HidingConfig(steps=150, batch_size=16, lr=2e-3, fidelity=(0.05, 0.5))
+    history = train_hiding(nets, covers, mark, cfg, generator=torch.Generator().manual_seed(2),
+                           device=torch.device("cpu"))
+    assert history["extract_loss"][-1] < history["extract_loss"][0] / 3
+    key = mark.sample_key(64, torch.Generator())
+    with torch.no_grad():
+        marked = nets.embed(covers, mark, key)
+        on_marked = mark_nc(nets.extractor(marked), mark.expected(marked, key))
+        on_clean = mark_nc(nets.extractor(covers), mark.expected(covers, key))
+    assert on_marked.mean() > 0.8 and on_clean.mean() < 0.5
+    # stage 2 on its own outputs keeps the reading
+    tune_extractor(nets.extractor, [marked], [covers], [covers], mark, HidingConfig(steps=10, batch_size=16, lr=1e-4),
+                   generator=torch.Generator().manual_seed(3), device=torch.device("cpu"))
+    with torch.no_grad():
+        assert mark_nc(nets.extractor(marked), mark.expected(marked, key)).mean() > 0.8

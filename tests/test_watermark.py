@@ -1,0 +1,151 @@
+"""The watermark scenario end to end at smoke, the thief's removal attacks, and the config's checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+from attacks.surrogate import build_surrogate
+from secbench import store
+from secbench.cli import cli
+from secbench.errors import SecbenchError
+from secbench.imageops import edge_mask
+from secbench.registry import create
+from secbench.scenarios.watermark import WatermarkConfig, task_data
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, ["run", "watermark", "--preset", "smoke", *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """baseline under two attacks, then the none control: one owner training per method, reused."""
+    out = tmp_path_factory.mktemp("wm")
+    code, stdout, stderr = run("--method", "baseline", "--attack", "crop,none", "--out", str(out))
+    assert code == 0, stderr
+    code, _, stderr = run("--method", "none", "--attack", "prune", "--out", str(out))
+    assert code == 0, stderr
+    return out
+
+
+def test_smoke_records_every_metric_in_range(smoke: Path) -> None:
+    records = {(r["method"], r["attack"]): r for r in store.load_records(smoke)}
+    assert set(records) == {("baseline", "crop"), ("baseline", "none"), ("none", "prune")}
+    assert all(r["status"] == "ok" and r["model"] == "unet" and r["dataset"] == "patches/derain"
+               for r in records.values())
+    baseline = records["baseline", "crop"]["metrics"]
+    for name in ("wm_success", "wm_auroc", "fp_clean_model", "fp_natural", "api_success", "ssim_wm"):
+        assert 0 <= baseline[name] <= 1, name
+    assert -1 <= baseline["wm_nc"] <= 1 and 5 < baseline["psnr_wm"] < 100 and baseline["surrogate_psnr"] > 5
+    control = records["none", "prune"]["metrics"]
+    assert {"fp_surrogate_baseline", "fp_surrogate_structure"} <= set(control) and "psnr_wm" not in control
+    assert control["wm_success"] == max(control["fp_surrogate_baseline"], control["fp_surrogate_structure"])
+    assert records["baseline", "crop"]["higher_is_better"]["fp_natural"] is False
+
+
+def test_owner_networks_are_trained_once_and_reused(smoke: Path) -> None:
+    records = store.load_records(smoke)
+    cached = [r["derived"]["owner_cached"] for r in records]
+    assert cached == [False, True, False]  # the control trained structure; its baseline came from the cache
+    assert len(list((smoke / "cache").glob("watermark-baseline-owner-*"))) == 1
+
+
+def test_each_run_writes_its_example_grid_and_ncs(smoke: Path) -> None:
+    for record in store.load_records(smoke):
+        folder = smoke / record["artifacts"]
+        assert (folder / "examples.png").stat().st_size > 1000
+        ncs = json.loads((folder / "nc.json").read_text())
+        assert len(ncs["suspect"]) == record["n"] == 16 and len(ncs["references"]) == 32
+
+
+def test_report_shows_method_by_attack_success(smoke: Path) -> None:
+    result = CliRunner().invoke(cli, ["report", str(smoke), "--scenario", "watermark", "--format", "json"])
+    assert result.exit_code == 0, result.stderr
+    tables = {t["table"]: t for t in json.loads(result.stdout)}
+    success = tables["watermark success rate (NC ≥ threshold) on the surrogate's outputs"]
+    assert (success["rows"], success["cols"]) == (["method"], "attack")
+    assert {(c["method"], c["attack"]) for c in success["cells"]} >= {("baseline", "crop"), ("none", "prune")}
+
+
+def test_same_seed_same_numbers(smoke: Path, tmp_path: Path) -> None:
+    code, _, stderr = run("--method", "baseline", "--attack", "crop,none", "--out", str(tmp_path))
+    assert code == 0, stderr
+    again = {r["attack"]: r["metrics"] for r in store.load_records(tmp_path)}
+    first = {r["attack"]: r["metrics"] for r in store.load_records(smoke) if r["method"] == "baseline"}
+    assert again == first
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--attack", "shear"], "unknown watermark attack 'shear'"),
+        (["--method", "strucutre"], "did you mean 'structure'"),
+        (["--key", "green"], "--key is a hex colour"),
+        (["--attack-options", "degrees"], "--attack-options takes name=value pairs"),
+        (["--patch-size", "24"], "multiple of 16"),
+        (["--surrogate", "vgg"], "unknown surrogate 'vgg'"),
+    ],
+)
+def test_bad_options_are_one_line_errors(tmp_path: Path, args: list[str], message: str) -> None:
+    code, _, stderr = run(*args, "--out", str(tmp_path))
+    assert code == 2 and stderr.count("\n") == 1 and message in stderr, stderr
+
+
+def test_attack_options_parse_to_keyword_arguments() -> None:
+    cfg = WatermarkConfig(attack="combo", attack_options="degrees=30, scale=0.5:0.9")
+    assert cfg.attack_kwargs() == {"degrees": 30.0, "scale": (0.5, 0.9)}
+    assert WatermarkConfig(key="#FF8000").key_rgb() == (1.0, 128 / 255, 0.0)
+
+
+def test_task_data_splits_are_disjoint_degraded_and_seeded() -> None:
+    cfg = WatermarkConfig(n_owner=20, n_attacker=12, n_test=8, task="denoise", noise_sigma=0.1)
+    data = task_data(cfg)
+    (owner_in, owner_gt), (thief_in, thief_gt), (test_in, test_gt) = data.owner, data.attacker, data.test
+    assert owner_in.shape == (20, 3, 32, 32) and thief_in.shape == (12, 3, 32, 32) and test_in.shape == (8, 3, 32, 32)
+    assert 0.06 < (owner_in - owner_gt).std().item() < 0.11  # σ = 0.1 noise, clipped at 0 and 1
+    assert torch.equal(owner_in * 255, (owner_in * 255).round())  # 8-bit inputs, as a file would hold
+    assert torch.equal(task_data(cfg).owner[0], owner_in)
+    assert not any(torch.equal(a, b) for a in owner_gt for b in thief_gt)
+    assert edge_mask(test_gt).float().mean((1, 2, 3)).min() >= cfg.min_edges  # queries with structure
+
+
+def test_prune_zeroes_the_requested_fraction_of_conv_weights() -> None:
+    torch.manual_seed(0)
+    model = build_surrogate("unet", 4)
+    pruned = create("attack", "prune", amount=0.3)(model, torch.empty(0), torch.empty(0))
+    weights = torch.cat([m.weight.flatten() for m in pruned.modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)])
+    assert (weights == 0).float().mean().item() == pytest.approx(0.3, abs=1e-3)
+    assert not any("weight_orig" in name for name, _ in pruned.named_parameters())
+    with pytest.raises(ValueError, match="prune amount"):
+        create("attack", "prune", amount=1.0)
+
+
+def test_finetune_moves_the_surrogate_toward_the_clean_pairs(one_thread) -> None:
+    torch.manual_seed(0)
+    model = build_surrogate("dilated", 4)
+    inputs = torch.randint(0, 256, (32, 3, 16, 16), dtype=torch.uint8)
+    targets = (255 - inputs).contiguous()
+
+    def error() -> float:
+        with torch.no_grad():
+            return (model(inputs.float() / 255) - targets.float() / 255).abs().mean().item()
+
+    before = error()
+    create("attack", "finetune", epochs=3, lr=1e-2, batch_size=16)(model, inputs, targets,
+                                                                   generator=torch.Generator().manual_seed(0),
+                                                                   device=torch.device("cpu"))
+    assert error() < before - 0.05
+
+
+def test_config_rejects_impossible_values() -> None:
+    with pytest.raises(SecbenchError, match="fraction"):
+        WatermarkConfig(prune_amount=1.5)
+    with pytest.raises(SecbenchError, match="NC in"):
+        WatermarkConfig(threshold=0)
