@@ -66,6 +66,12 @@ class BackdoorAttack(abc.ABC):
         """Noise-mode images (same contract as ``apply``, random per call); only when ``noise_ratio > 0``."""
         raise NotImplementedError(f"{self.name} has no noise mode")
 
+    def explain(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Extra named rows for the scenario's example picture of float ``(N, 3, H, W)`` clean ``images``:
+        how the trigger is made (a learned trigger shows its trigger image and what its extractor
+        recovers). None for fixed triggers, whose residual row says it all."""
+        return {}
+
     def describe(self) -> dict[str, Any]:
         """The attack's name and options, for the record and for cache keys."""
         return {"name": self.name, **{f.name: getattr(self, f.name) for f in fields(self) if f.init}}

@@ -20,10 +20,12 @@ Metrics, higher is better from the attacker's side:
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from attacks.backdoor import BackdoorAttack
 from attacks.backdoor.poison import PoisonedTest
 from attacks.backdoor.transforms import TRANSFORMS, parse_names, transform_images
 from secbench.engine import accuracy
@@ -57,14 +59,15 @@ def trigger_robustness(model: torch.nn.Module, test: PoisonedTest, ctx: RunConte
     return metrics
 
 
-def save_examples(test: PoisonedTest, path: Any, title: str) -> None:
-    """Clean, poisoned and amplified-residual versions of the first test images of distinct classes."""
+def save_examples(attack: BackdoorAttack, test: PoisonedTest, path: Path, title: str) -> None:
+    """Clean, poisoned and amplified-residual versions of the first test images of distinct classes,
+    and the attack's own explanatory rows."""
     labels = test.clean.labels.tolist()
     picks = [labels.index(c) for c in sorted(set(labels))][:_EXAMPLES]
     clean, poisoned = test.clean.floats()[picks], test.images[picks].float().div(255)
     image_rows({"clean": clean, "poisoned": poisoned,
-                f"|residual| x{RESIDUAL_GAIN}": ((poisoned - clean).abs() * RESIDUAL_GAIN).clamp(0, 1)},
-               path, title=title)
+                f"|residual| x{RESIDUAL_GAIN}": ((poisoned - clean).abs() * RESIDUAL_GAIN).clamp(0, 1),
+                **attack.explain(clean)}, path, title=title)
 
 
 @register("scenario", "backdoor")
@@ -101,7 +104,7 @@ class Backdoor(Scenario):
             metrics[f"asr_aug_{name}"] = accuracy(augmented.model, test.as_target(), device=device)
             metrics[f"clean_acc_aug_{name}"] = accuracy(augmented.model, data.test, device=device)
 
-        save_examples(test, ctx.artifacts / f"{config.attack}.png",
+        save_examples(backdoored.attack, test, ctx.artifacts / f"{config.attack}.png",
                       title=f"{config.attack} on {config.dataset}: clean, poisoned, residual")
         poisoned = backdoored.poisoned
         ctx.write_json("poisoning.json", {"index": poisoned.index.tolist(), "noise_index": poisoned.noise_index.tolist(),
