@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -123,10 +124,18 @@ def pivot(
     stats = df.groupby(keys, dropna=False)["value"].agg(["mean", "std", "count"])
     stats = stats.rename(columns={"count": "n"}).astype({"n": "Int64"})  # Int64: NA, not NaN, in empty cells
     stats["std"] = stats["std"].where(stats["n"] > 1, 0.0)  # pandas gives NaN for one value
-    table = stats.unstack(cols).reindex(columns=pd.unique(df[cols]), level=1)
+    order = pd.unique(df[cols])
+    if cols == "metric":  # records store metrics by sorted name; read numbers as numbers (k2 before k10)
+        order = sorted(order, key=_natural)
+    table = stats.unstack(cols).reindex(columns=order, level=1)
     higher = df.dropna(subset=["higher_is_better"]).groupby("metric")["higher_is_better"].first()
     table.attrs["higher_is_better"] = {m: bool(h) for m, h in higher.items()}
     return table
+
+
+def _natural(name: str) -> list[Any]:
+    """Sort key that orders the digit runs of a name by value: ``eps2`` < ``eps16``, ``k4`` < ``k10``."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name)]
 
 
 def _check_one_config_per_cell(df: pd.DataFrame, keys: list[str]) -> None:

@@ -45,6 +45,25 @@ def heatmap(values: Sequence[Sequence[float]], rows: Sequence[str], cols: Sequen
     return path
 
 
+def scatter_plot(points: Sequence[Sequence[float]], labels: Sequence[int], names: Sequence[str], path: Path, *,
+                 title: str) -> Path:
+    """2-D points ``(N, 2)`` coloured by class index ``labels`` (e.g. a t-SNE of features), one legend entry
+    per class name."""
+    fig, ax = plt.subplots(figsize=(5, 4.5), dpi=120)
+    colours = plt.get_cmap("tab20" if len(names) > 10 else "tab10")
+    for k, name in enumerate(names):
+        xy = [p for p, y in zip(points, labels, strict=True) if y == k]
+        if xy:
+            ax.scatter([p[0] for p in xy], [p[1] for p in xy], s=4, color=colours(k % colours.N), label=name)
+    ax.set(title=title, xticks=[], yticks=[])
+    if len(names) <= 20:
+        ax.legend(fontsize=7, markerscale=3, loc="center left", bbox_to_anchor=(1, 0.5))
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def image_rows(rows: Mapping[str, Any], path: Path, *, title: str) -> Path:
     """A grid of images, one labelled row per entry of ``rows``: torch float ``(N, 3, H, W)`` in [0, 1],
     the same ``N`` in every row (e.g. clean, poisoned and amplified residual of the same N images)."""

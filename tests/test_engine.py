@@ -120,3 +120,26 @@ def test_precise_bn_replaces_stale_running_statistics():
         conv_out = model[0](data.floats())
     torch.testing.assert_close(model[1].running_mean, conv_out.mean(dim=(0, 2, 3)), rtol=1e-4, atol=1e-5)
     assert model[1].momentum == 0.1 and not model.training
+
+
+def test_fit_follows_the_sampler_and_checks_its_length():
+    """A sampler fixes each epoch's order (here: reversed); a custom loss leaves the accuracy undefined."""
+    data = _toy_data(64)
+    seen = []
+
+    class Recorder(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = nn.Linear(3 * 8 * 8, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append(x.detach().clone())
+            return self.linear(x.flatten(1))
+
+    cfg = TrainConfig(epochs=1, batch_size=16, lr=0.01, augment=(), precise_bn=0)
+    history = fit(Recorder(), data, cfg, generator=seed_everything(0), device=CPU, loss_fn=nn.functional.cross_entropy,
+                  sampler=lambda g: torch.arange(64).flip(0))
+    assert torch.equal(torch.cat(seen), data.floats().flip(0))
+    assert len(history["acc"]) == 1 and history["acc"][0] != history["acc"][0]  # NaN
+    with pytest.raises(ValueError, match="64 indices"):
+        fit(Recorder(), data, cfg, generator=seed_everything(0), device=CPU, sampler=lambda g: torch.arange(10))
