@@ -21,7 +21,7 @@ class ReportView:
     metrics: str = "*"
 
 
-_ATTACKS = ("dataset", "model", "attack")
+_ATTACKS = ("dataset", "model", "method", "attack")  # backdoor runs: method is the poisoning setup
 
 VIEWS: dict[str, tuple[ReportView, ...]] = {
     # the papers' table: rows = watermark method, columns = the thief's attack

@@ -83,6 +83,11 @@ class Backdoor(Scenario):
     def grid(self, cfg: dict[str, Any]) -> list[dict[str, Any]]:
         return [{**cfg, "attack": attack} for attack in BackdoorConfig.from_dict(cfg).attacks()]
 
+    def identity(self, cfg: dict[str, Any]) -> dict[str, Any]:
+        """``method`` names the poisoning, so that reports never average over different rates or modes."""
+        mode = cfg["mode"] + (f"→{cfg['target']}" if cfg["mode"] == "all-to-one" else "")
+        return {**super().identity(cfg), "method": f"{cfg['threat_model']}, {mode}, rate {cfg['poison_rate']:g}"}
+
     def run(self, cfg: dict[str, Any], ctx: RunContext) -> Outcome:
         config = BackdoorConfig.from_dict(cfg)
         data = load_data(config)  # a target the dataset lacks fails here, before any training
