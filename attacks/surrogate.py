@@ -95,6 +95,8 @@ def prune(*, amount: float = 0.5) -> Removal:
 
     def remove(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, **_: object) -> nn.Module:
         convs = [(m, "weight") for m in model.modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)]
+        for module, _ in convs:  # torch's pruning flattens with .view, which channels_last weights refuse
+            module.weight.data = module.weight.data.contiguous()
         torch_prune.global_unstructured(convs, pruning_method=torch_prune.L1Unstructured, amount=amount)
         for module, name in convs:
             torch_prune.remove(module, name)  # bake the zeros in: a plain model, as a thief would ship it
