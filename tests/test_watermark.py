@@ -14,9 +14,8 @@ from attacks.surrogate import build_surrogate
 from secbench import store
 from secbench.cli import cli
 from secbench.errors import SecbenchError
-from secbench.imageops import edge_mask
 from secbench.registry import create
-from secbench.scenarios.watermark import WatermarkConfig, task_data
+from secbench.scenarios.watermark import WatermarkConfig, task_data, verification_queries
 
 
 def run(*args: str) -> tuple[int, str, str]:
@@ -107,13 +106,18 @@ def test_attack_options_parse_to_keyword_arguments() -> None:
 def test_task_data_splits_are_disjoint_degraded_and_seeded() -> None:
     cfg = WatermarkConfig(n_owner=20, n_attacker=12, n_test=8, task="denoise", noise_sigma=0.1)
     data = task_data(cfg)
-    (owner_in, owner_gt), (thief_in, thief_gt), (test_in, test_gt) = data.owner, data.attacker, data.test
-    assert owner_in.shape == (20, 3, 32, 32) and thief_in.shape == (12, 3, 32, 32) and test_in.shape == (8, 3, 32, 32)
+    (owner_in, owner_gt), (thief_in, thief_gt), (test_in, _) = data.owner, data.attacker, data.test
+    assert owner_in.shape == (20, 3, 32, 32) and thief_in.shape == (12, 3, 32, 32)
     assert 0.06 < (owner_in - owner_gt).std().item() < 0.11  # σ = 0.1 noise, clipped at 0 and 1
     assert torch.equal(owner_in * 255, (owner_in * 255).round())  # 8-bit inputs, as a file would hold
     assert torch.equal(task_data(cfg).owner[0], owner_in)
     assert not any(torch.equal(a, b) for a in owner_gt for b in thief_gt)
-    assert edge_mask(test_gt).float().mean((1, 2, 3)).min() >= cfg.min_edges  # queries with structure
+    assert len(test_in) == 4 * 8  # candidates; the queries are picked once the owner's model answers them
+    answers = torch.full((32, 3, 32, 32), 0.5)  # flat answers have no edges ...
+    answers[[3, 7, 20, 31], :, :, 16:] = 1.0  # ... a vertical step has 2 edge columns of 32: 6 %
+    assert verification_queries(answers, 3, cfg.min_edges).tolist() == [3, 7, 20]
+    with pytest.raises(SecbenchError, match="lower --min-edges"):
+        verification_queries(answers, 5, cfg.min_edges)
 
 
 def test_prune_zeroes_the_requested_fraction_of_conv_weights() -> None:

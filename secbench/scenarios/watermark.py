@@ -66,7 +66,8 @@ class WatermarkConfig:
     n_owner: int = option(1000, "the owner's training images (M, H, R and its stage-2 surrogate)")
     n_attacker: int = option(1000, "the thief's query images (disjoint from the owner's)")
     n_test: int = option(200, "test images, from photos neither side trained on")
-    min_edges: float = option(0.02, "verification queries need this fraction of edge pixels (0: any patch)")
+    min_edges: float = option(0.02, "verification queries: those whose clean answer has this fraction of edge "
+                                    "pixels (0: any)")
     width: int = option(16, "base channels of M, H, D and the surrogates (official 64)")
     extractor_width: int = option(16, "channels of the extractor R (official 128)")
     task_epochs: int = option(30, "epochs of M and of the independent clean model")
@@ -159,8 +160,19 @@ class TaskData:
 
     owner: tuple[torch.Tensor, torch.Tensor]
     attacker: tuple[torch.Tensor, torch.Tensor]
-    test: tuple[torch.Tensor, torch.Tensor]
+    test: tuple[torch.Tensor, torch.Tensor]  # candidate queries: see :func:`verification_queries`
     fingerprint: str
+
+
+def verification_queries(answers: torch.Tensor, n: int, min_edges: float) -> torch.Tensor:
+    """Indices of the first ``n`` candidate test queries whose clean answer ``(N, 3, H, W)`` has at
+    least ``min_edges`` edge pixels. The owner verifies with queries of its choosing; the structure
+    mark lives on edges, so a flat answer carries none. The same queries serve every method."""
+    structured = (edge_mask(answers).float().mean((1, 2, 3)) >= min_edges).nonzero().squeeze(1)
+    if len(structured) < n:
+        raise SecbenchError(f"only {len(structured)} of {len(answers)} candidate test queries get an answer with "
+                            f"{min_edges:.0%} edge pixels, {n} needed; lower --min-edges or --n-test")
+    return structured[:n]
 
 
 def task_data(cfg: WatermarkConfig) -> TaskData:
@@ -174,13 +186,6 @@ def task_data(cfg: WatermarkConfig) -> TaskData:
                             f"images, got {tuple(splits.train.images.shape[1:])}; pass --patch-size to match")
     generator = torch.Generator().manual_seed(cfg.data_seed)
     train, test = splits.train.floats(), splits.test.floats()
-    # The owner verifies with queries of its choosing; the structure mark lives on edges, so a flat
-    # patch carries none. The same queries serve every method.
-    structured = edge_mask(test).float().mean((1, 2, 3)) >= cfg.min_edges
-    if structured.sum() < cfg.n_test:
-        raise SecbenchError(f"only {int(structured.sum())} of {len(test)} test patches have {cfg.min_edges:.0%} edge "
-                            f"pixels, {cfg.n_test} needed; lower --min-edges or --n-test")
-    test = test[structured.nonzero().squeeze(1)[: cfg.n_test]]
 
     def degrade(clean: torch.Tensor) -> torch.Tensor:
         if cfg.task == "derain":
@@ -307,7 +312,8 @@ class Watermark(Scenario):
     Config = WatermarkConfig
     presets = {
         "smoke": {"n_owner": 48, "n_attacker": 48, "n_test": 16, "width": 4, "extractor_width": 4, "task_epochs": 1,
-                  "hiding_steps": 6, "tune_steps": 2, "surrogate_epochs": 1, "finetune_epochs": 1},
+                  "hiding_steps": 6, "tune_steps": 2, "surrogate_epochs": 1, "finetune_epochs": 1,
+                  "min_edges": 0.0},  # a one-epoch model answers flat images: any query will do
         # the official split (6,000 / 6,000 / 100 at 256×256), widths, 200-epoch stage 1 and 300-epoch surrogates
         "paper": {"patch_size": 256, "n_owner": 6000, "n_attacker": 6000, "n_test": 100, "width": 64,
                   "extractor_width": 128, "task_epochs": 200, "hiding_steps": 75_000, "fidelity_start": 1.0,
@@ -330,6 +336,8 @@ class Watermark(Scenario):
         clean_model = _task_model(config, data.attacker, "clean-model", ctx)
         (owner_in, _), (thief_in, thief_gt), (test_in, test_gt) = data.owner, data.attacker, data.test
         owner_out, thief_out, test_out = (apply(owner_model, x, ctx.device) for x in (owner_in, thief_in, test_in))
+        queries = verification_queries(test_out, config.n_test, config.min_edges)
+        test_in, test_gt, test_out = test_in[queries], test_gt[queries], test_out[queries]
         clean_out = apply(clean_model, test_in, ctx.device)
 
         method = config.method
