@@ -61,6 +61,14 @@ def train_image_model(
                loss_fn=CONTENT_LOSSES[loss], batch_hook=hook, progress=progress, description=description)
 
 
+def image_train_config(epochs: int, *, lr: float = 2e-3, batch_size: int = 32,
+                       schedule: str = "cosine") -> TrainConfig:
+    """Training of image-to-image models (the task model, surrogates): Adam, no weight decay, no built-in
+    augmentation (an attack brings its own)."""
+    return TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer="adam", weight_decay=0.0,
+                       schedule=schedule, augment=(), precise_bn=0)
+
+
 def build_surrogate(arch: str, width: int) -> nn.Module:
     """A fresh surrogate: ``unet``, ``resnet9`` or ``dilated``, ``width`` base channels, RGB → RGB."""
     if arch not in IMAGE_MODELS:
@@ -78,8 +86,7 @@ def finetune(*, epochs: int = 5, lr: float = 2e-4, batch_size: int = 32, loss: s
 
     def remove(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, generator: torch.Generator,
                device: torch.device, progress: Progress | None = None) -> nn.Module:
-        cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer="adam", weight_decay=0.0,
-                          schedule="constant", augment=(), precise_bn=0)
+        cfg = image_train_config(epochs, lr=lr, batch_size=batch_size, schedule="constant")
         train_image_model(model, inputs, targets, cfg, loss=loss, generator=generator, device=device,
                           progress=progress, description="fine-tune surrogate on clean pairs")
         return model

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from secbench.hiding import LogoMark, Mark, StructureMark, logo
 from secbench.registry import register
 
-# arXiv 2108.02360's incremental strategy, as Poison Ink's code runs it (keep earlier flags when
-# adding one): rotation first, then crops and resizes, then flips.
-INCREMENTAL_STAGES = (("rotate",), ("rotate", "crop", "resize"), ("rotate", "crop", "resize", "flip"))
+# arXiv 2108.02360's incremental strategy as Poison Ink's code runs it: a first run without
+# interference, then rotation, then + crops and resizes, then + flips (earlier flags are kept).
+INCREMENTAL_STAGES = ((), ("rotate",), ("rotate", "crop", "resize"), ("rotate", "crop", "resize", "flip"))
 
 
 @dataclass(frozen=True)

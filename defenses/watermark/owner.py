@@ -17,10 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from attacks.surrogate import build_surrogate, train_image_model
+from attacks.surrogate import build_surrogate, image_train_config, train_image_model
 from defenses.watermark.methods import WatermarkMethod
 from secbench import checkpoint
-from secbench.engine import TrainConfig
 from secbench.hiding import HidingConfig, HidingNets, mark_nc, train_hiding, tune_extractor
 from secbench.imageops import to_uint8
 from secbench.models.imaging import DilatedResidualExtractor, PatchDiscriminator, UNet
@@ -123,7 +122,7 @@ def protect(
 
     # stage 2: the owner's own surrogate, trained as a plain thief would (no augmentation)
     surrogate = build_surrogate(recipe.surrogate, recipe.width)
-    train_image_model(surrogate, to_uint8(inputs), to_uint8(marked), _surrogate_cfg(recipe.surrogate_epochs), loss="l2",
+    train_image_model(surrogate, to_uint8(inputs), to_uint8(marked), image_train_config(recipe.surrogate_epochs), loss="l2",
                       generator=generator, device=device, progress=progress,
                       description=f"{method.name}: owner's surrogate")
     with torch.no_grad():
@@ -141,9 +140,3 @@ def protect(
     checkpoint.publish(staging, entry)
     protection.history = history
     return protection
-
-
-def _surrogate_cfg(epochs: int) -> TrainConfig:
-    """The thief's (and the owner's stage-2) surrogate training: Adam, cosine decay, no built-in augmentation."""
-    return TrainConfig(epochs=epochs, batch_size=32, lr=2e-3, optimizer="adam", weight_decay=0.0,
-                       schedule="cosine", augment=(), precise_bn=0)
