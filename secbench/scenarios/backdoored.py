@@ -51,7 +51,7 @@ class BackdoorConfig(VictimConfig):
     """Victim fields plus the attack. Defaults are the ``quick`` preset."""
 
     dataset: str = option("shapes", DATASET_HELP)
-    attack: str = option("badnets", "a backdoor attack (badnets | blended | sig | wanet), a comma list, or all")
+    attack: str = option("badnets", "a backdoor attack (badnets | blended | sig | wanet | poison-ink), a comma list, or all")
     poison_rate: float = option(0.1, "fraction of the eligible training images poisoned: those not of the "
                                      "target class (all-to-one), all (all-to-all), the target class (clean-label)")
     target: int = option(0, "target class of all-to-one poisoning")
@@ -60,6 +60,7 @@ class BackdoorConfig(VictimConfig):
                                                  "training-controlled (each clean batch paired with a poisoned one)")
     train_augment: str = option("", "extra victim augmentations, each one more training run: flip, crop, rotate, "
                                     "resize, jpeg, blur, noise, color, a comma list, or all")
+    trigger_steps: int = option(1500, "updates of a learned trigger's networks (poison-ink's injection network)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -127,7 +128,7 @@ def train_backdoored(cfg: BackdoorConfig, ctx: RunContext, *, train_augment: str
     """
     name = cfg.attack
     data = data or load_data(cfg)
-    trigger: BackdoorAttack = create("attack", name, seed=ctx.seed)
+    trigger: BackdoorAttack = create("attack", name, seed=ctx.seed, **_trigger_budget(backdoor_class(name), cfg))
     trigger.prepare(data.train, ctx)
     setting = {"rate": cfg.poison_rate, "mode": cfg.mode, "target": cfg.target, "num_classes": data.num_classes}
     poisoned = poison_training_set(data.train, trigger, **setting, seed=ctx.seed)
@@ -158,6 +159,11 @@ def train_backdoored(cfg: BackdoorConfig, ctx: RunContext, *, train_augment: str
                   description=f"train {cfg.model} backdoored by {name}{f' (+{train_augment})' if train_augment else ''}")
     checkpoint.save_entry(entry, model, history, name=cfg.model, **build)
     return Backdoored(model, trigger, data, poisoned, test, history, cached=False)
+
+
+def _trigger_budget(attack: type[BackdoorAttack], cfg: BackdoorConfig) -> dict[str, Any]:
+    """The training budget of a learned trigger (an attack with a ``steps`` field); none for fixed ones."""
+    return {"steps": cfg.trigger_steps} if "steps" in {f.name for f in fields(attack)} else {}
 
 
 def describe_poisoning(backdoored: Backdoored) -> dict[str, Any]:

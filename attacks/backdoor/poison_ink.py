@@ -1,0 +1,129 @@
+"""Poison Ink (Zhang et al., IEEE TIP 2022, arXiv 2108.02488): an invisible trigger in the image structure.
+
+The trigger of an image is its Sobel edge mask (luma 0-255, threshold 28) painted with an ink colour.
+An injection network (UNet over [cover, trigger]) hides it in the cover and a guidance extractor
+(dilated residual network, 7 blocks with dilations 2,2,2,4,4,4,1) learns to recover it through an
+interference layer — rotation, crop-resize, flip, noise — with its target recomputed from the
+transformed cover; clean images must give the blank. Losses as ``IN_GE.py``: 10⁴ × (13 × MSE on
+edge pixels + MSE on the background) + 100 × 10⁴ × MSE(GE(clean), blank) for the extractor, 10⁴ ×
+MSE(cover, poisoned) for the injection network; incremental stages (plain, + rotation, + crop, +
+flip, + noise), optionally a PatchGAN discriminator (``adversarial``). Training draws a random ink
+per image (channels in {40, 80, ..., 200}); poisoning uses the fixed green (80, 160, 80).
+
+The trained networks are cached in ``ctx.cache`` per (training set, options, seed), so every later
+run reuses them. ``quick`` ramps the fidelity weight as the watermark scenario does (see
+``secbench.hiding.train``); ``steps`` and ``width`` are the budget.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+
+from attacks.backdoor.base import BackdoorAttack, TrainingContext
+from secbench import checkpoint
+from secbench.config import config_hash
+from secbench.data.base import ImageSet
+from secbench.errors import SecbenchError
+from secbench.hiding import HidingConfig, HidingNets, Interference, StructureMark, train_hiding
+from secbench.models.imaging import DilatedResidualExtractor, PatchDiscriminator, UNet
+from secbench.registry import register
+
+GREEN = (80 / 255, 160 / 255, 80 / 255)  # the released poisoning colour
+STAGES = ((), ("rotate",), ("rotate", "crop"), ("rotate", "crop", "flip"), ("rotate", "crop", "flip", "noise"))
+_BATCH = 256
+
+
+@register("attack", "poison-ink")
+@dataclass(kw_only=True)
+class PoisonInk(BackdoorAttack):
+    """Poison Ink (arXiv 2108.02488): coloured edge trigger hidden by a trained injection network.
+
+    Args:
+        steps: updates of the injection network and extractor, split over the stages.
+        batch_size: images per update (official 32).
+        width: base channels of the injection network (official 64) and the extractor (official 128: 2×).
+        fidelity_start, fidelity_end: the injection MSE weight's geometric ramp (1, 1: the official constant).
+        adversarial: add the PatchGAN discriminator (the paper's last, optional stage; weight 0.01).
+        colour: the ink of poisoned images, RGB in [0, 1].
+    """
+
+    name: ClassVar[str] = "poison-ink"
+    steps: int = 1500
+    batch_size: int = 32
+    width: int = 16
+    fidelity_start: float = 0.05
+    fidelity_end: float = 30.0
+    adversarial: bool = False
+    colour: tuple[float, float, float] = GREEN
+    _nets: HidingNets | None = field(default=None, init=False, repr=False, compare=False)
+    _device: torch.device = field(default=torch.device("cpu"), init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.width < 1 or min(self.fidelity_start, self.fidelity_end) <= 0:
+            raise SecbenchError("poison-ink needs positive steps, width and fidelity weights")
+        if not all(0 <= c <= 1 for c in self.colour):
+            raise SecbenchError(f"poison-ink colour is RGB in [0, 1], got {self.colour}")
+
+    def _build(self) -> HidingNets:
+        h = UNet(6, 3, width=self.width, depth=5, norm="instance")
+        r = DilatedResidualExtractor(3, 3, width=2 * self.width, dilations=(2, 2, 2, 4, 4, 4, 1))
+        return HidingNets(h, r, PatchDiscriminator(3, width=self.width) if self.adversarial else None)
+
+    def prepare(self, train: ImageSet, ctx: TrainingContext) -> None:
+        """Train the injection network and extractor on the clean training images, or load them."""
+        if train.images.shape[2] % 32 or train.images.shape[3] % 32:
+            raise SecbenchError(f"poison-ink's injection UNet needs image sides that are multiples of 32, "
+                                f"got {tuple(train.images.shape[2:])}")
+        images_sha = hashlib.sha256(train.images.numpy().tobytes()).hexdigest()
+        key = config_hash({**self.describe(), "images": images_sha, "device": ctx.device.type})
+        entry = ctx.cache / f"poison-ink-{key.split(':')[1][:16]}"
+        torch.manual_seed(self.seed)  # initialised from the attack's own seed, whatever ran before
+        nets = self._build()
+        modules = {"injection": nets.embedder, "extractor": nets.extractor}
+        self._nets, self._device = nets, ctx.device
+        if (entry / "history.json").exists():
+            checkpoint.load_weights(modules, entry, ctx.device)
+            return
+        generator = torch.Generator().manual_seed(self.seed)
+        cfg = HidingConfig(steps=self.steps, batch_size=self.batch_size, fidelity=(self.fidelity_start, self.fidelity_end),
+                           clean_weight=100.0, stages=STAGES, interference=Interference(
+                               degrees=45.0, crop_area=((28 / 32) ** 2, (28 / 32) ** 2), noise_sigma=0.01))
+        started = time.perf_counter()
+        history = train_hiding(nets, train.floats(), StructureMark(None), cfg, generator=generator,
+                               device=ctx.device, progress=ctx.progress,
+                               description="poison-ink: train injection network + extractor")
+        staging = entry.with_name(f"{entry.name}.tmp{time.time_ns()}")
+        checkpoint.save_weights(modules, staging)
+        checkpoint.write_json(staging / "history.json", {**history, "train_s": time.perf_counter() - started})
+        checkpoint.publish(staging, entry)
+
+    def _trained(self) -> HidingNets:
+        if self._nets is None:
+            raise RuntimeError("poison-ink: call prepare() on the training set before apply()")
+        return self._nets
+
+    def trigger(self, images: torch.Tensor) -> torch.Tensor:
+        """The trigger image of each cover: its edge mask in the ink colour on the blank."""
+        mark = StructureMark(self.colour)
+        return mark.expected(images, mark.sample_key(len(images), torch.Generator()))
+
+    @torch.no_grad()
+    def apply(self, images: torch.Tensor) -> torch.Tensor:
+        nets = self._trained()
+        out = []
+        for batch in images.split(_BATCH):
+            cover = batch.to(self._device)
+            out.append(nets.embedder(torch.cat([cover, self.trigger(cover)], 1)).clamp(0, 1).to(images.device))
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def explain(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        extractor = self._trained().extractor
+        poisoned = self.apply(images)
+        return {"trigger (edges × ink)": self.trigger(images),
+                "extractor's recovery": extractor(poisoned.to(self._device)).clamp(0, 1).cpu()}
