@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,18 +56,8 @@ def read_json(path: Path) -> Any:
 
 
 def save_entry(entry: Path, model: nn.Module, history: Any, *, name: str, **build: Any) -> None:
-    """Cache ``model`` (``entry/model.*``) and its training ``history`` (``entry/history.json``) as one folder.
-
-    It is written to a temporary folder that is renamed into place, so a concurrent or interrupted run
-    never sees half an entry; when another process publishes the same entry first, theirs is kept.
-    """
-    staging = entry.with_name(f"{entry.name}.tmp{time.time_ns()}")
-    save(model, staging / "model", name=name, **build)
-    write_json(staging / "history.json", history)
-    try:
-        staging.rename(entry)
-    except OSError:  # the entry exists: the same key means an identical model
-        shutil.rmtree(staging, ignore_errors=True)
+    """Cache a registry model (``entry/model.*``) and its training ``history`` as one folder (see :func:`_publish`)."""
+    _publish(entry, history, lambda staging: save(model, staging / "model", name=name, **build))
 
 
 def load_entry(entry: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, Any] | None:
@@ -76,28 +67,40 @@ def load_entry(entry: Path, device: torch.device | str = "cpu") -> tuple[nn.Modu
     return load(entry / "model", device), read_json(entry / "history.json")
 
 
-def save_weights(modules: dict[str, nn.Module], folder: Path) -> None:
-    """Write each module's weights to ``folder/<name>.safetensors`` (for networks the caller rebuilds
-    itself, such as a watermark's embedder and extractor, rather than through the model registry)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, module in modules.items():
-        state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-        save_file(state, str(folder / f"{name}.safetensors"))
+def save_modules(entry: Path, modules: dict[str, nn.Module], history: Any) -> None:
+    """Cache networks the caller rebuilds itself (a watermark's embedder and extractor, not registry models)
+    as ``entry/<name>.safetensors`` plus ``entry/history.json``, as one folder (see :func:`_publish`)."""
+
+    def write(staging: Path) -> None:
+        staging.mkdir(parents=True, exist_ok=True)
+        for name, module in modules.items():
+            state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+            save_file(state, str(staging / f"{name}.safetensors"))
+
+    _publish(entry, history, write)
 
 
-def load_weights(modules: dict[str, nn.Module], folder: Path, device: torch.device | str = "cpu") -> None:
-    """Load ``folder/<name>.safetensors`` into each (already built) module, strictly, on ``device``."""
+def load_modules(entry: Path, modules: dict[str, nn.Module], device: torch.device | str = "cpu") -> Any | None:
+    """Load what :func:`save_modules` cached in ``entry`` into the (already built) ``modules``, strictly,
+    in eval mode on ``device``, and return the history; None when there is no entry yet."""
+    if not (entry / "history.json").exists():
+        return None
     for name, module in modules.items():
         try:
-            module.load_state_dict(load_file(str(folder / f"{name}.safetensors"), device=str(device)), strict=True)
+            module.load_state_dict(load_file(str(entry / f"{name}.safetensors"), device=str(device)), strict=True)
         except (OSError, SafetensorError, RuntimeError) as exc:
-            raise SecbenchError(f"cannot load cached weights {folder / name}: {exc}") from exc
+            raise SecbenchError(f"cannot load cached weights {entry / name}: {exc}") from exc
         module.to(device).eval()
+    return read_json(entry / "history.json")
 
 
-def publish(staging: Path, entry: Path) -> None:
-    """Rename a fully written ``staging`` folder to ``entry``; if another process published the same
-    entry first, keep theirs (the same key means the same content)."""
+def _publish(entry: Path, history: Any, write: Callable[[Path], Any]) -> None:
+    """``write`` the entry into a temporary folder, add the history, and rename it into place, so that a
+    concurrent or interrupted run never sees half an entry; when another process publishes the same entry
+    first, theirs is kept (the same key means the same content)."""
+    staging = entry.with_name(f"{entry.name}.tmp{time.time_ns()}")
+    write(staging)
+    write_json(staging / "history.json", history)
     try:
         staging.rename(entry)
     except OSError:

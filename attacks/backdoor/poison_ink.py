@@ -86,8 +86,7 @@ class PoisonInk(BackdoorAttack):
         nets = self._build()
         modules = {"injection": nets.embedder, "extractor": nets.extractor}
         self._nets, self._device = nets, ctx.device
-        if (entry / "history.json").exists():
-            checkpoint.load_weights(modules, entry, ctx.device)
+        if checkpoint.load_modules(entry, modules, ctx.device) is not None:
             return
         generator = torch.Generator().manual_seed(self.seed)
         cfg = HidingConfig(steps=self.steps, batch_size=self.batch_size, fidelity=(self.fidelity_start, self.fidelity_end),
@@ -97,10 +96,7 @@ class PoisonInk(BackdoorAttack):
         history = train_hiding(nets, train.floats(), StructureMark(None), cfg, generator=generator,
                                device=ctx.device, progress=ctx.progress,
                                description="poison-ink: train injection network + extractor")
-        staging = entry.with_name(f"{entry.name}.tmp{time.time_ns()}")
-        checkpoint.save_weights(modules, staging)
-        checkpoint.write_json(staging / "history.json", {**history, "train_s": time.perf_counter() - started})
-        checkpoint.publish(staging, entry)
+        checkpoint.save_modules(entry, modules, {**history, "train_s": time.perf_counter() - started})
 
     def _trained(self) -> HidingNets:
         if self._nets is None:

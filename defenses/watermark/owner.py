@@ -108,9 +108,8 @@ def protect(
     ``(N, 3, H, W)`` in [0, 1], aligned."""
     nets = _nets(recipe)
     modules = {"embedder": nets.embedder, "extractor": nets.extractor}
-    if (entry / "history.json").exists():
-        checkpoint.load_weights(modules, entry, device)
-        return Protection(method, nets.embedder, nets.extractor, checkpoint.read_json(entry / "history.json"), True)
+    if (cached := checkpoint.load_modules(entry, modules, device)) is not None:
+        return Protection(method, nets.embedder, nets.extractor, cached, cached=True)
     started = time.perf_counter()
     hiding = HidingConfig(steps=recipe.steps, batch_size=recipe.batch_size, fidelity=recipe.fidelity,
                           clean_weight=method.clean_weight, stages=method.stages)
@@ -134,9 +133,6 @@ def protect(
                             description=f"{method.name}: fine-tune R on the owner's surrogate")
     history = {"stage1": stage1, "stage2": stage2, "stage1_s": stage1_s,
                "total_s": time.perf_counter() - started, "recipe": asdict(recipe)}
-    staging = entry.with_name(f"{entry.name}.tmp{time.time_ns()}")
-    checkpoint.save_weights(modules, staging)
-    checkpoint.write_json(staging / "history.json", history)
-    checkpoint.publish(staging, entry)
+    checkpoint.save_modules(entry, modules, history)
     protection.history = history
     return protection

@@ -15,7 +15,6 @@ recipe, seed) and cached; every further attack costs one surrogate training.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -224,18 +223,14 @@ def _task_model(cfg: WatermarkConfig, pair: tuple[torch.Tensor, torch.Tensor], r
     model = UNet(3, 3, width=cfg.width, depth=int(math.log2(cfg.patch_size)) - 1, norm="instance")
     payload = {"role": role, "data": _data_fields(cfg), "width": cfg.width, "epochs": cfg.task_epochs}
     entry = _entry(ctx, role, payload)
-    if (entry / "history.json").exists():
-        checkpoint.load_weights({"model": model}, entry, ctx.device)
+    if checkpoint.load_modules(entry, {"model": model}, ctx.device) is not None:
         return model
     generator = _seeded(ctx, role)  # the independent model differs in data and initialisation
     model = UNet(3, 3, width=cfg.width, depth=int(math.log2(cfg.patch_size)) - 1, norm="instance")
     history = train_image_model(model, to_uint8(pair[0]), to_uint8(pair[1]), image_train_config(cfg.task_epochs), loss="l1",
                                 generator=generator, device=ctx.device, progress=ctx.progress,
                                 description=f"train {role} ({cfg.task})")
-    staging = entry.with_name(f"{entry.name}.tmp{time.time_ns()}")
-    checkpoint.save_weights({"model": model}, staging)
-    checkpoint.write_json(staging / "history.json", history)
-    checkpoint.publish(staging, entry)
+    checkpoint.save_modules(entry, {"model": model}, history)
     return model
 
 
