@@ -153,3 +153,20 @@ def test_config_rejects_impossible_values() -> None:
         WatermarkConfig(prune_amount=1.5)
     with pytest.raises(SecbenchError, match="NC in"):
         WatermarkConfig(threshold=0)
+
+
+def test_task_data_from_an_image_folder(tmp_path: Path) -> None:
+    from PIL import Image
+
+    rng = torch.Generator().manual_seed(0)
+    for split, count in (("train", 8), ("test", 4)):
+        (tmp_path / split / "photos").mkdir(parents=True)
+        for i in range(count):
+            pixels = torch.randint(0, 256, (40, 48, 3), generator=rng, dtype=torch.uint8).numpy()
+            Image.fromarray(pixels).save(tmp_path / split / "photos" / f"{i}.png")
+    cfg = WatermarkConfig(dataset=f"imagefolder:{tmp_path}", n_owner=5, n_attacker=3, n_test=1, min_edges=0.0)
+    data = task_data(cfg)
+    assert data.owner[0].shape == (5, 3, 32, 32) and data.attacker[1].shape == (3, 3, 32, 32)
+    missing = WatermarkConfig(dataset=f"imagefolder:{tmp_path / 'nope'}")
+    with pytest.raises(SecbenchError):
+        task_data(missing)

@@ -177,8 +177,9 @@ def task_data(cfg: WatermarkConfig) -> TaskData:
     """The owner's and the thief's splits (disjoint crops of the training photos) and the test split
     (other photos), each degraded by the task with a generator seeded by ``data_seed``."""
     pool = _TEST_POOL * cfg.n_test if cfg.min_edges > 0 else cfg.n_test
-    splits = load_dataset(cfg.dataset, seed=cfg.data_seed, n_train=cfg.n_owner + cfg.n_attacker, n_test=pool,
-                          **({"patch_size": cfg.patch_size} if cfg.dataset == "patches" else {}))
+    size = ({"patch_size": cfg.patch_size} if cfg.dataset == "patches"
+            else {"img_size": cfg.patch_size} if cfg.dataset.startswith("imagefolder:") else {})
+    splits = load_dataset(cfg.dataset, seed=cfg.data_seed, n_train=cfg.n_owner + cfg.n_attacker, n_test=pool, **size)
     if splits.img_size != cfg.patch_size or splits.train.images.shape[1] != 3:
         raise SecbenchError(f"{cfg.dataset}: the watermark scenario needs RGB {cfg.patch_size}×{cfg.patch_size} "
                             f"images, got {tuple(splits.train.images.shape[1:])}; pass --patch-size to match")
