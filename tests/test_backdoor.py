@@ -24,7 +24,7 @@ from secbench.scenarios.backdoor import Backdoor
 from secbench.scenarios.backdoored import BackdoorConfig, train_backdoored
 from secbench.scenarios.base import RunContext
 
-ATTACKS = ["badnets", "blended", "sig", "wanet"]
+ATTACKS = ["badnets", "blended", "sig", "wanet"]  # fixed triggers; poison-ink (learned) has tests/test_poison_ink.py
 CPU = torch.device("cpu")
 
 
@@ -39,7 +39,8 @@ def _labelled(n: int = 200, classes: int = 4, size: int = 8) -> ImageSet:
 
 
 def test_every_attack_is_registered_and_keeps_shape_range_and_determinism():
-    assert backdoor_attack_names() == ATTACKS  # and no other registered attack counts as a backdoor
+    # and no other registered attack counts as a backdoor
+    assert backdoor_attack_names() == sorted([*ATTACKS, "poison-ink"])
     x = _images()
     for name in ATTACKS:
         attack = create("attack", name, seed=3)
@@ -203,7 +204,7 @@ def test_smoke_end_to_end_every_attack_and_report(tmp_path: Path):
     result = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     runs = {r["attack"]: r for r in store.load_records(tmp_path)}
-    assert sorted(runs) == ATTACKS
+    assert sorted(runs) == sorted([*ATTACKS, "poison-ink"])
     for name, record in runs.items():
         m, derived = record["metrics"], record["derived"]
         assert {"clean_acc", "clean_model_acc", "asr", "robust_acc", "psnr_db", "ssim", "l2", "linf"} <= set(m)
