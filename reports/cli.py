@@ -65,7 +65,7 @@ def report(
     plot_eps: Path | None,
 ) -> None:
     """Mean ± std and n over seeds of the results in RESULTS_DIR."""
-    from reports.frame import pivot, select, select_metrics
+    from reports.frame import has_metrics, pivot, select, select_metrics
     from reports.render import build_table, render_all
     from reports.views import VIEWS
 
@@ -84,6 +84,7 @@ def report(
                 raise SecbenchError(f"no results for {field} {value!r} in {results_dir}; there are: {known}")
     row_fields = [f.strip() for f in rows.split(",") if f.strip()] if rows else None
     views = VIEWS.get(scenario or "", ()) if not (rows or cols or metric) else ()
+    views = tuple(view for view in views if has_metrics(df, view.metrics))  # e.g. no defense runs yet
     # Scenarios measure different metrics, so each gets its own table unless the user mixes them.
     if views:
         tables = {view.title: pivot(select_metrics(df, view.metrics), rows=view.rows, cols=view.cols)

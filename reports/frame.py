@@ -72,11 +72,20 @@ def select(df: pd.DataFrame, **selectors: Any) -> pd.DataFrame:
 def select_metrics(df: pd.DataFrame, pattern: str) -> pd.DataFrame:
     """The rows whose metric name matches the glob ``pattern`` (e.g. ``"asr_*"``), or any of several
     comma-separated globs (``"asr,asr_tf_*"``); an error if none do."""
-    globs = [g.strip() for g in pattern.split(",") if g.strip()]
-    kept = df[df["metric"].map(lambda name: any(fnmatch.fnmatchcase(name, g) for g in globs))]
+    kept = df[_metric_mask(df, pattern)]
     if kept.empty:
         raise SecbenchError(f"no metric matches {pattern!r}; there are: {', '.join(sorted(df['metric'].unique()))}")
     return kept
+
+
+def has_metrics(df: pd.DataFrame, pattern: str) -> bool:
+    """Whether any metric name matches ``pattern`` (globs as in :func:`select_metrics`)."""
+    return bool(_metric_mask(df, pattern).any())
+
+
+def _metric_mask(df: pd.DataFrame, pattern: str) -> pd.Series:
+    globs = [g.strip() for g in pattern.split(",") if g.strip()]
+    return df["metric"].map(lambda name: any(fnmatch.fnmatchcase(name, g) for g in globs)).astype(bool)
 
 
 def _matches(column: pd.Series, wanted: Any) -> pd.Series:

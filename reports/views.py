@@ -40,6 +40,15 @@ VIEWS: dict[str, tuple[ReportView, ...]] = {
                    metrics="clean_acc,clean_model_acc,asr,clean_model_asr,robust_acc,psnr_db,ssim,l2,linf"),
         ReportView("backdoor attacks: ASR after test-time transformations (asr_tf_*) and with victim augmentation "
                    "(asr_aug_*)", rows=_ATTACKS, metrics="asr,asr_tf_*,asr_aug_*"),
+        # runs with --defense (a view is shown only when some run has its metrics)
+        ReportView("backdoor defenses: ASR after each defense (attacks x defenses)", rows=_ATTACKS, cols="defense",
+                   metrics="asr_after"),
+        ReportView("backdoor defenses: clean accuracy after each defense (attacks x defenses)", rows=_ATTACKS,
+                   cols="defense", metrics="clean_acc_after"),
+        ReportView("backdoor defenses: CA and ASR before and after, DER, the defense's wall time",
+                   rows=(*_ATTACKS, "defense"),
+                   metrics="clean_acc_before,asr_before,clean_acc_after,asr_after,robust_acc_after,der,defense_s"),
+        ReportView("backdoor defenses: detection (Neural Cleanse nc_*)", rows=(*_ATTACKS, "defense"), metrics="nc_*"),
     ),
     # rows: the pretraining (method) for each source->target pair (dataset)
     "transfer": (

@@ -16,6 +16,9 @@ Metrics, higher is better from the attacker's side:
   (:mod:`attacks.backdoor.transforms`); ``asr_aug_<name>`` and ``clean_acc_aug_<name>``: the ASR and
   CA of a victim that also trained with that transformation as augmentation (``--train-augment``,
   one more training run each, off by default).
+
+With ``--defense NAME|all`` each (attack, defense) pair is one run instead, measured from the defender's
+side by :mod:`secbench.scenarios.backdoor_defense`; the record's ``defense`` field names the defense.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from secbench.engine import accuracy
 from secbench.metrics import psnr, ssim
 from secbench.plots import image_rows
 from secbench.registry import register
+from secbench.scenarios.backdoor_defense import run_defense
 from secbench.scenarios.backdoored import BackdoorConfig, describe_poisoning, load_data, train_backdoored
 from secbench.scenarios.base import Outcome, RunContext, Scenario
 from secbench.scenarios.victim import PAPER_RECIPE, SMOKE_RECIPE, VictimConfig, train_victim
@@ -78,21 +82,28 @@ class Backdoor(Scenario):
     version = 1
     Config = BackdoorConfig
     # paper: Poison Ink's 200 epochs of 50,000 CIFAR images at batch 32 for its injection network
-    presets = {"smoke": {**SMOKE_RECIPE, "trigger_steps": 4},
-               "paper": {**PAPER_RECIPE, "model": "preact-resnet18", "trigger_steps": 312_500}}
+    # paper defenses: Neural Cleanse's 1000 steps per label, STRIP's N = 100 (section 3 of the reference)
+    presets = {"smoke": {**SMOKE_RECIPE, "trigger_steps": 4, "nc_steps": 12, "defense_epochs": 1, "strip_n": 4},
+               "paper": {**PAPER_RECIPE, "model": "preact-resnet18", "trigger_steps": 312_500, "nc_steps": 1000,
+                         "strip_n": 100}}
     headline = ("clean_acc", "clean_model_acc", "asr", "robust_acc", "psnr_db", "ssim")
 
     def grid(self, cfg: dict[str, Any]) -> list[dict[str, Any]]:
-        return [{**cfg, "attack": attack} for attack in BackdoorConfig.from_dict(cfg).attacks()]
+        config = BackdoorConfig.from_dict(cfg)
+        return [{**cfg, "attack": attack, "defense": defense}
+                for attack in config.attacks() for defense in config.defenses() or [""]]
 
     def identity(self, cfg: dict[str, Any]) -> dict[str, Any]:
         """``method`` names the poisoning, so that reports never average over different rates or modes."""
         mode = cfg["mode"] + (f"→{cfg['target']}" if cfg["mode"] == "all-to-one" else "")
-        return {**super().identity(cfg), "method": f"{cfg['threat_model']}, {mode}, rate {cfg['poison_rate']:g}"}
+        return {**super().identity(cfg), "method": f"{cfg['threat_model']}, {mode}, rate {cfg['poison_rate']:g}",
+                "defense": cfg.get("defense") or None}
 
     def run(self, cfg: dict[str, Any], ctx: RunContext) -> Outcome:
         config = BackdoorConfig.from_dict(cfg)
         data = load_data(config)  # a target the dataset lacks fails here, before any training
+        if config.defense:
+            return run_defense(config, train_backdoored(config, ctx, data=data), ctx)
         # Before anything draws random numbers: the clean model is then the one the clean scenario trains.
         victim = train_victim(VictimConfig.from_dict(cfg), ctx)
         backdoored = train_backdoored(config, ctx, data=data)

@@ -65,8 +65,8 @@ class BackdoorConfig(VictimConfig):
     train_augment: str = option("", "extra victim augmentations, each one more training run: flip, crop, rotate, "
                                     "resize, jpeg, blur, noise, color, a comma list, or all")
     trigger_steps: int = option(1500, "updates of a learned trigger's networks (poison-ink's injection network)")
-    defense: str = option("", "backdoor defenses applied to the backdoored model (neural-cleanse | strip | "
-                              "fine-pruning), a comma list, or all; empty: measure the attack alone")
+    defense: str = option("", "backdoor defenses applied to the backdoored model (neural-cleanse), a comma "
+                              "list, or all; empty: measure the attack alone")
     defense_data: float = option(0.05, "the defender's clean data, a fraction of the training set (every defense)")
     defense_epochs: int = option(10, "fine-tuning epochs on the clean data (unlearning, fine-pruning)")
     defense_lr: float = option(0.01, "peak learning rate of that fine-tuning")
