@@ -55,7 +55,8 @@ def scatter_plot(points: Sequence[Sequence[float]], labels: Sequence[int], names
         xy = [p for p, y in zip(points, labels, strict=True) if y == k]
         if xy:
             ax.scatter([p[0] for p in xy], [p[1] for p in xy], s=4, color=colours(k % colours.N), label=name)
-    ax.set(title=title, xticks=[], yticks=[])
+    ax.set(xticks=[], yticks=[])
+    ax.set_title(title, fontsize=9)
     if len(names) <= 20:
         ax.legend(fontsize=7, markerscale=3, loc="center left", bbox_to_anchor=(1, 0.5))
     fig.tight_layout()
