@@ -166,7 +166,7 @@ def test_datasets_are_brought_to_the_common_size(tmp_path: Path):
     from PIL import Image
 
     from secbench.data import load_dataset
-    from secbench.scenarios.transfer import _at_size, load_at_size
+    from secbench.scenarios.transfer import at_size, load_at_size
 
     rng = np.random.default_rng(0)
     for cls in ("cat", "dog"):
@@ -176,7 +176,7 @@ def test_datasets_are_brought_to_the_common_size(tmp_path: Path):
     folder = load_at_size(f"imagefolder:{tmp_path}", 24)  # renders at any size: built at 24
     assert folder.train.images.shape[1:] == (3, 24, 24) and folder.classes == ("cat", "dog")
     digits = load_dataset("digits", n_train=50, n_test=20)
-    small = _at_size(digits, 16)  # a dataset of fixed size is resized
+    small = at_size(digits, 16)  # a dataset of fixed size is resized
     assert small.train.images.shape == (50, 3, 16, 16) and small.test.images.shape == (20, 3, 16, 16)
     assert torch.equal(small.train.labels, digits.train.labels) and small.std != digits.std  # stats recomputed
-    assert _at_size(digits, 32) is digits
+    assert at_size(digits, 32) is digits

@@ -150,7 +150,7 @@ class TransferConfig:
         return cls(**{k: v for k, v in cfg.items() if k in names})
 
 
-def _at_size(data: DataSplits, img_size: int) -> DataSplits:
+def at_size(data: DataSplits, img_size: int) -> DataSplits:
     """``data`` resized (bilinear, antialiased) to ``img_size`` when it is not already that size."""
     if data.img_size == img_size:
         return data
@@ -168,7 +168,7 @@ def load_at_size(spec: str, img_size: int, **kwargs: Any) -> DataSplits:
     factory = get("dataset", spec.partition(":")[0]).load()
     if "img_size" in inspect.signature(factory).parameters:
         kwargs["img_size"] = img_size
-    return _at_size(load_dataset(spec, **kwargs), img_size)
+    return at_size(load_dataset(spec, **kwargs), img_size)
 
 
 def _pretrained(config: TransferConfig, source: DataSplits, target: DataSplits,
