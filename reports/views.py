@@ -40,6 +40,9 @@ VIEWS: dict[str, tuple[ReportView, ...]] = {
                    metrics="clean_acc,clean_model_acc,asr,clean_model_asr,robust_acc,psnr_db,ssim,l2,linf"),
         ReportView("backdoor attacks: ASR after test-time transformations (asr_tf_*) and with victim augmentation "
                    "(asr_aug_*)", rows=_ATTACKS, metrics="asr,asr_tf_*,asr_aug_*"),
+        ReportView("backdoor attacks: clean images sent to the target after the same transformations "
+                   "(tf_target_clean_*; an asr_tf_* is the trigger's own only where this stays low)", rows=_ATTACKS,
+                   metrics="tf_target_clean_*"),
         # runs with --defense (a view is shown only when some run has its metrics)
         ReportView("backdoor defenses: ASR after each defense (attacks x defenses)", rows=_ATTACKS, cols="defense",
                    metrics="asr_after"),
@@ -49,6 +52,10 @@ VIEWS: dict[str, tuple[ReportView, ...]] = {
                    rows=(*_ATTACKS, "defense"),
                    metrics="clean_acc_before,asr_before,clean_acc_after,asr_after,robust_acc_after,der,defense_s"),
         ReportView("backdoor defenses: detection (Neural Cleanse nc_*)", rows=(*_ATTACKS, "defense"), metrics="nc_*"),
+        ReportView("backdoor defenses: STRIP input filtering (strip_far, strip_frr, strip_auroc)",
+                   rows=(*_ATTACKS, "defense"), metrics="strip_*"),
+        ReportView("backdoor defenses: training-data filtering, removed vs poisoned images (Spectral Signatures "
+                   "ss_*, Activation Clustering ac_*)", rows=(*_ATTACKS, "defense"), metrics="ss_*,ac_*"),
     ),
     # rows: the pretraining (method) for each source->target pair (dataset)
     "transfer": (

@@ -11,6 +11,7 @@ inspected one unchanged), or, for an input filter, which test inputs it lets thr
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -33,7 +34,9 @@ class DefenseInputs:
     in place); ``budget``: clean training images, the defender's clean data; ``finetune``: the recipe of
     any fine-tuning on ``budget``. ``test`` / ``poisoned_test`` and ``poisoned_train`` (with the recorded
     poisoned positions) are for scoring detections only; ``target``: the attack's target class (None for
-    all-to-all), also for scoring only."""
+    all-to-all), also for scoring only. ``retrain(kept)``: a fresh victim trained from scratch on ``kept``
+    (a subset of ``poisoned_train.data``) with the victim's own recipe, for the training-data filters; None
+    when the victim did not train on ``poisoned_train.data`` (training-controlled threat model)."""
 
     model: nn.Module
     budget: ImageSet
@@ -43,6 +46,7 @@ class DefenseInputs:
     poisoned_test: PoisonedTest
     poisoned_train: PoisonedSet
     target: int | None
+    retrain: Callable[[ImageSet], nn.Module] | None = None
 
 
 @dataclass
@@ -61,9 +65,12 @@ class DefenseResult:
 
 @dataclass(kw_only=True)
 class BackdoorDefense(abc.ABC):
-    """A backdoor defense. Subclasses set ``name`` and implement ``run``; ``seed`` drives every random choice."""
+    """A backdoor defense. Subclasses set ``name`` and implement ``run``; ``seed`` drives every random choice.
+    ``needs_training_set``: it filters the training set the victim trained on (so it does not apply when
+    the attacker ran the training)."""
 
     name: ClassVar[str]
+    needs_training_set: ClassVar[bool] = False
     seed: int = 0
 
     @abc.abstractmethod

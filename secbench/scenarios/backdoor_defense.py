@@ -9,23 +9,27 @@ the seed) out of the clean training set. Metrics, from the defender's side:
   *and* sent to the target.
 - ``der``: defense effectiveness rating (:func:`defenses.backdoor.base.defense_effectiveness`).
 - ``defense_s``: the defense's own wall time (loading the model and scoring excluded).
-- each defense's detection metrics (``nc_*``, ``strip_*``, ``fp_*``).
+- each defense's detection metrics (``nc_*``, ``strip_*``, ``fp_*``, ``ss_*``, ``ac_*``).
+A training-data filter (Spectral Signatures, Activation Clustering) gets ``retrain``: the victim trained
+from scratch on the images it keeps, which it deploys; the scoring is the same.
 """
 
 from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from dataclasses import fields
 
 import torch
+from torch import nn
 
 from defenses.backdoor import DefenseInputs, backdoor_defense_class, defense_effectiveness
 from secbench.data.base import ImageSet
 from secbench.engine import TrainConfig, predict
 from secbench.errors import SecbenchError
 from secbench.registry import create
-from secbench.scenarios.backdoored import BackdoorConfig, Backdoored
+from secbench.scenarios.backdoored import BackdoorConfig, Backdoored, fit_victim
 from secbench.scenarios.base import Outcome, RunContext
 
 
@@ -51,6 +55,14 @@ def _hits(model: torch.nn.Module, data: ImageSet, device: torch.device) -> torch
     return predict(model, data.images, device=device).argmax(1) == data.labels.cpu()
 
 
+def retrainer(cfg: BackdoorConfig, backdoored: Backdoored, ctx: RunContext) -> Callable[[ImageSet], nn.Module]:
+    """``kept`` → a fresh victim trained on it from scratch, as the backdoored one was (same model, recipe, seed)."""
+    def retrain(kept: ImageSet) -> nn.Module:
+        return fit_victim(cfg, backdoored.data, kept, ctx, description=f"retrain {cfg.model} on {len(kept)} kept images")[0]
+
+    return retrain
+
+
 def run_defense(cfg: BackdoorConfig, backdoored: Backdoored, ctx: RunContext) -> Outcome:
     """Apply ``cfg.defense`` (one name) to ``backdoored`` and measure it (see the module docstring)."""
     cls = backdoor_defense_class(cfg.defense)
@@ -62,7 +74,8 @@ def run_defense(cfg: BackdoorConfig, backdoored: Backdoored, ctx: RunContext) ->
                            budget=clean_budget(backdoored.poisoned.clean, cfg.defense_data, seed=ctx.seed),
                            finetune=finetune_config(cfg), num_classes=data.num_classes, test=data.test,
                            poisoned_test=test, poisoned_train=backdoored.poisoned,
-                           target=cfg.target if cfg.mode == "all-to-one" else None)
+                           target=cfg.target if cfg.mode == "all-to-one" else None,
+                           retrain=None if cfg.threat_model == "training-controlled" else retrainer(cfg, backdoored, ctx))
     clock = time.perf_counter()
     result = defense.run(inputs, ctx)
     seconds = time.perf_counter() - clock

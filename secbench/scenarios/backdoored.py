@@ -37,7 +37,7 @@ from attacks.backdoor.transforms import AugmentBatches, parse_names
 from defenses.backdoor.base import backdoor_defense_class, backdoor_defense_names
 from secbench import checkpoint
 from secbench.config import config_hash, option
-from secbench.data import DataSplits, load_dataset
+from secbench.data import DataSplits, ImageSet, load_dataset
 from secbench.engine import BatchHook, fit
 from secbench.errors import SecbenchError, UnknownNameError
 from secbench.registry import create, create_model
@@ -65,8 +65,9 @@ class BackdoorConfig(VictimConfig):
     train_augment: str = option("", "extra victim augmentations, each one more training run: flip, crop, rotate, "
                                     "resize, jpeg, blur, noise, color, a comma list, or all")
     trigger_steps: int = option(1500, "updates of a learned trigger's networks (poison-ink's injection network)")
-    defense: str = option("", "backdoor defenses applied to the backdoored model (neural-cleanse), a comma "
-                              "list, or all; empty: measure the attack alone")
+    defense: str = option("", "backdoor defenses applied to the backdoored model (neural-cleanse, strip, "
+                              "spectral-signatures, activation-clustering, fine-pruning, nad, anp), a comma list, "
+                              "or all; empty: measure the attack alone")
     defense_data: float = option(0.05, "the defender's clean data, a fraction of the training set (every defense)")
     defense_epochs: int = option(10, "fine-tuning epochs on the clean data (unlearning, fine-pruning)")
     defense_lr: float = option(0.01, "peak learning rate of that fine-tuning")
@@ -74,8 +75,16 @@ class BackdoorConfig(VictimConfig):
     sequential: bool = option(False, "neural-cleanse: optimise one label after the other (the original loop) "
                                      "instead of all labels in one batched run")
     strip_n: int = option(20, "strip: clean images superimposed on each input")
+    ss_poison_rate: float = option(0.0, "spectral-signatures: the poison rate the defender assumes, an upper "
+                                        "bound (1.5x it is removed per class); 0: the attack's --poison-rate")
     prune_drop: float = option(0.1, "fine-pruning: prune while clean accuracy on the defender's data stays "
                                     "within this relative drop")
+    nad_teacher_epochs: int = option(10, "nad: epochs of the teacher's fine-tuning on the clean data")
+    nad_teacher_lr: float = option(0.1, "nad: peak learning rate of the teacher's fine-tuning")
+    nad_epochs: int = option(20, "nad: epochs of attention distillation into the backdoored model")
+    # quick 0.01: cnn-s's student diverged at 0.1, 0.05 and 0.02 (its attention loss grew from 0.5 to 10-40)
+    nad_lr: float = option(0.01, "nad: peak learning rate of the distillation")
+    anp_iterations: int = option(300, "anp: mask-optimisation iterations (batches of 128 clean images)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -94,8 +103,15 @@ class BackdoorConfig(VictimConfig):
             raise SecbenchError("--defense-epochs, --nc-steps, --strip-n and --defense-lr must be positive")
         if not 0.0 <= self.prune_drop < 1.0:
             raise SecbenchError(f"--prune-drop must be in [0, 1), got {self.prune_drop}")
+        if min(self.nad_teacher_epochs, self.nad_epochs, self.anp_iterations) < 1 or min(self.nad_lr, self.nad_teacher_lr) <= 0:
+            raise SecbenchError("--nad-teacher-epochs, --nad-epochs, --anp-iterations, --nad-lr and --nad-teacher-lr "
+                                "must be positive")
+        if not 0.0 <= self.ss_poison_rate <= 1.0:
+            raise SecbenchError(f"--ss-poison-rate must be in [0, 1], got {self.ss_poison_rate}")
         for name in self.defenses():
-            backdoor_defense_class(name)
+            if backdoor_defense_class(name).needs_training_set and self.threat_model == "training-controlled":
+                raise SecbenchError(f"{name} filters the training set the victim trained on; under "
+                                    "--threat-model training-controlled the attacker trained it, so it does not apply")
 
     def attacks(self) -> list[str]:
         names = [a.strip() for a in self.attack.split(",") if a.strip()]
@@ -106,9 +122,13 @@ class BackdoorConfig(VictimConfig):
         return names
 
     def defenses(self) -> list[str]:
-        """The defenses to run, one run each; none when ``--defense`` is empty."""
+        """The defenses to run, one run each; none when ``--defense`` is empty. ``all`` leaves out the
+        training-data filters under the training-controlled threat model (the defender holds no training set)."""
         names = [d.strip() for d in self.defense.split(",") if d.strip()]
-        return backdoor_defense_names() if names == ["all"] else names
+        if names != ["all"]:
+            return names
+        controlled = self.threat_model == "training-controlled"
+        return [n for n in backdoor_defense_names() if not (controlled and backdoor_defense_class(n).needs_training_set)]
 
 
 @dataclass
@@ -170,10 +190,6 @@ def train_backdoored(cfg: BackdoorConfig, ctx: RunContext, *, train_augment: str
     if cached := checkpoint.load_entry(entry, ctx.device):
         return Backdoored(cached[0], trigger, data, poisoned, test, cached[1], cached=True)
 
-    build = {"num_classes": data.num_classes, "img_size": data.img_size, "mean": data.mean, "std": data.std}
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(ctx.seed)
-        model = create_model(cfg.model, **build)
     hooks: list[BatchHook] = []
     if cfg.threat_model == "training-controlled":
         inputs = data.train
@@ -182,11 +198,30 @@ def train_backdoored(cfg: BackdoorConfig, ctx: RunContext, *, train_augment: str
         inputs = poisoned.data
     if train_augment:
         hooks.append(AugmentBatches(train_augment, seed=ctx.seed))
-    history = fit(model, inputs, cfg.train_config(len(data.train)), generator=torch.Generator().manual_seed(ctx.seed),
-                  device=ctx.device, progress=ctx.progress, batch_hook=_chain(hooks),
-                  description=f"train {cfg.model} backdoored by {name}{f' (+{train_augment})' if train_augment else ''}")
-    checkpoint.save_entry(entry, model, history, name=cfg.model, **build)
+    model, history = fit_victim(cfg, data, inputs, ctx, batch_hook=_chain(hooks),
+                                description=f"train {cfg.model} backdoored by {name}"
+                                            f"{f' (+{train_augment})' if train_augment else ''}")
+    checkpoint.save_entry(entry, model, history, name=cfg.model, **_build_args(data))
     return Backdoored(model, trigger, data, poisoned, test, history, cached=False)
+
+
+def _build_args(data: DataSplits) -> dict[str, Any]:
+    return {"num_classes": data.num_classes, "img_size": data.img_size, "mean": data.mean, "std": data.std}
+
+
+def fit_victim(cfg: BackdoorConfig, data: DataSplits, inputs: ImageSet, ctx: RunContext, *,
+               batch_hook: BatchHook | None = None, description: str) -> tuple[nn.Module, dict[str, list[float]]]:
+    """A fresh ``cfg.model`` for ``data`` trained on ``inputs`` with the victim's recipe, and its history.
+
+    The recipe is the one for the whole training set, ``cfg.train_config(len(data.train))``, so a subset
+    (a training-data filter's kept images) trains for the same epochs. The weight initialisation and the
+    batch order each draw from their own generator seeded with ``ctx.seed``."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(ctx.seed)
+        model = create_model(cfg.model, **_build_args(data))
+    history = fit(model, inputs, cfg.train_config(len(data.train)), generator=torch.Generator().manual_seed(ctx.seed),
+                  device=ctx.device, progress=ctx.progress, batch_hook=batch_hook, description=description)
+    return model, history
 
 
 def _trigger_budget(attack: type[BackdoorAttack], cfg: BackdoorConfig) -> dict[str, Any]:
