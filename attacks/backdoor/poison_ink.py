@@ -109,13 +109,16 @@ class PoisonInk(BackdoorAttack):
         return mark.expected(images, mark.sample_key(len(images), torch.Generator()))
 
     @torch.no_grad()
-    def apply(self, images: torch.Tensor) -> torch.Tensor:
-        nets = self._trained()
-        out = []
-        for batch in images.split(_BATCH):
-            cover = batch.to(self._device)
-            out.append(nets.embedder(torch.cat([cover, self.trigger(cover)], 1)).clamp(0, 1).to(images.device))
+    def embed(self, covers: torch.Tensor, triggers: torch.Tensor) -> torch.Tensor:
+        """The injection network's output for ``covers`` and any ``triggers``, both ``(N, 3, H, W)`` in [0, 1]
+        (``apply`` passes each cover's own trigger; other triggers probe what the backdoor keys on)."""
+        embedder = self._trained().embedder
+        out = [embedder(torch.cat([c.to(self._device), t.to(self._device)], 1)).clamp(0, 1).to(covers.device)
+               for c, t in zip(covers.split(_BATCH), triggers.split(_BATCH), strict=True)]
         return torch.cat(out)
+
+    def apply(self, images: torch.Tensor) -> torch.Tensor:
+        return self.embed(images, self.trigger(images))
 
     @torch.no_grad()
     def explain(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
