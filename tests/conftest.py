@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import torch
+from torch import nn
 
 from secbench import store
 
@@ -97,3 +98,20 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+class CornerTrojan(nn.Module):
+    """A planted backdoor over 4 classes: a bright bottom-right ``size`` x ``size`` corner (mean above
+    ``threshold``) answers ``target`` with logit ``gain``; otherwise weak logits (``weak`` x the channel means)
+    follow the image's colour, so the answer is uncertain and moves with the input."""
+
+    def __init__(self, target: int, size: int, threshold: float, weak: float, gain: float, sharpness: float):
+        super().__init__()
+        self.target, self.size, self.threshold = target, size, threshold
+        self.weak, self.gain, self.sharpness = weak, gain, sharpness
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        corner = x[:, :, -self.size:, -self.size:].mean((1, 2, 3))
+        logits = torch.stack([x[:, c].mean((1, 2)) for c in range(3)] + [x.mean((1, 2, 3))], 1) * self.weak
+        onehot = torch.nn.functional.one_hot(torch.tensor(self.target), 4).float()
+        return logits + self.gain * torch.sigmoid(self.sharpness * (corner - self.threshold))[:, None] * onehot

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from torch import nn
+from conftest import CornerTrojan
 
 from defenses.backdoor import backdoor_defense_names, defense_effectiveness
 from defenses.backdoor.neural_cleanse import Unlearning, anomaly_index, flagged_labels, reverse_all
@@ -39,21 +39,15 @@ def test_der_rewards_asr_drop_and_penalises_clean_accuracy_drop():
     assert defense_effectiveness(clean_acc_before=0.8, clean_acc_after=0.9, asr_before=0.5, asr_after=0.6) == 0.5
 
 
-class _PatchDetector(nn.Module):
-    """Answers class 2 of 4 when the bottom-right 2x2 corner is bright, else a weak input-dependent class:
-    a model with a known backdoor whose smallest trigger is that 4-pixel corner."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        corner = x[:, :, -2:, -2:].mean((1, 2, 3))
-        logits = torch.stack([x[:, c].mean((1, 2)) for c in range(3)] + [x.mean((1, 2, 3))], 1) * 0.1
-        return logits + 20 * torch.sigmoid(30 * (corner - 0.8))[:, None] * torch.tensor([0.0, 0.0, 1.0, 0.0])
+# a model with a known backdoor whose smallest trigger is the bright 2x2 corner (class 2)
+DETECTOR = CornerTrojan(target=2, size=2, threshold=0.8, weak=0.1, gain=20.0, sharpness=30.0)
 
 
 def test_neural_cleanse_finds_the_planted_trigger_batched_and_sequential(one_thread):
     g = torch.Generator().manual_seed(0)
     data = ImageSet(torch.randint(0, 150, (64, 3, 8, 8), generator=g, dtype=torch.uint8), torch.zeros(64).long())
-    batched = reverse_all(_PatchDetector(), data, 4, sequential=False, steps=150, seed=0, device=CPU)
-    sequential = reverse_all(_PatchDetector(), data, 4, sequential=True, steps=150, seed=0, device=CPU)
+    batched = reverse_all(DETECTOR, data, 4, sequential=False, steps=150, seed=0, device=CPU)
+    sequential = reverse_all(DETECTOR, data, 4, sequential=True, steps=150, seed=0, device=CPU)
     for triggers in (batched, sequential):
         assert triggers.masks.shape == (4, 1, 8, 8) and triggers.patterns.shape == (4, 3, 8, 8)
         assert triggers.norms.argmin() == 2 and triggers.success[2] >= 0.99
@@ -68,7 +62,7 @@ def test_neural_cleanse_finds_the_planted_trigger_batched_and_sequential(one_thr
 def test_unlearning_stamps_the_reversed_trigger_on_the_requested_share():
     g = torch.Generator().manual_seed(0)
     data = ImageSet(torch.randint(0, 150, (8, 3, 8, 8), generator=g, dtype=torch.uint8), torch.zeros(8).long())
-    triggers = reverse_all(_PatchDetector(), data, 4, sequential=False, steps=2, seed=0, device=CPU)
+    triggers = reverse_all(DETECTOR, data, 4, sequential=False, steps=2, seed=0, device=CPU)
     images, labels = torch.zeros(1000, 3, 8, 8), torch.arange(1000) % 4
     out, kept = Unlearning(triggers, [2], ratio=0.2, seed=0)(images, labels)
     stamped = (out - images).flatten(1).abs().amax(1) > 0

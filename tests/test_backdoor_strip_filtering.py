@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from torch import nn
+from conftest import CornerTrojan
 
 from defenses.backdoor.activation_clustering import cluster_filter
 from defenses.backdoor.filtering import removal_scores
@@ -32,14 +32,8 @@ def test_gaussian_threshold_rejects_the_requested_share_of_clean_inputs():
     assert 0.045 < (entropies < gaussian_threshold(entropies, 0.05)).double().mean().item() < 0.055
 
 
-class _CornerTrojan(nn.Module):
-    """4 classes: a bright bottom-right 3x3 corner answers class 0 with confidence; otherwise weak logits
-    follow the image's colour, so the answer is uncertain and moves with whatever is superimposed."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        corner = x[:, :, -3:, -3:].mean((1, 2, 3))
-        colour = torch.stack([x[:, c].mean((1, 2)) for c in range(3)] + [x.mean((1, 2, 3))], 1) * 2
-        return colour + 40 * torch.sigmoid(40 * (corner - 0.9))[:, None] * torch.tensor([1.0, 0.0, 0.0, 0.0])
+# a white 3x3 corner answers class 0 with confidence; otherwise the colour decides, weakly
+TROJAN = CornerTrojan(target=0, size=3, threshold=0.9, weak=2.0, gain=40.0, sharpness=40.0)
 
 
 def test_strip_entropy_is_low_for_trojaned_inputs_and_bounded(one_thread):
@@ -48,14 +42,14 @@ def test_strip_entropy_is_low_for_trojaned_inputs_and_bounded(one_thread):
     trojaned = clean.clone()
     trojaned[:, :, -3:, -3:] = 255
     pool = torch.randint(0, 120, (30, 3, 8, 8), generator=g, dtype=torch.uint8)
-    h_clean = strip_entropy(_CornerTrojan(), clean, pool, n=10, generator=g, device=CPU)
-    h_trojan = strip_entropy(_CornerTrojan(), trojaned, pool, n=10, generator=g, device=CPU)
+    h_clean = strip_entropy(TROJAN, clean, pool, n=10, generator=g, device=CPU)
+    h_trojan = strip_entropy(TROJAN, trojaned, pool, n=10, generator=g, device=CPU)
     assert h_clean.shape == h_trojan.shape == (40,)
     assert ((h_clean >= 0) & (h_clean <= 2 + 1e-6)).all() and (h_trojan >= 0).all()  # log2 of 4 classes
     assert h_trojan.max() < 0.1 < 0.5 < h_clean.min()  # the white corner survives the saturating sum
     assert torch.equal(superimpose(torch.full((1, 3, 2, 2), 0.7), torch.full((1, 3, 2, 2), 0.6)), torch.ones(1, 3, 2, 2))
     with pytest.raises(SecbenchError, match="--strip-n 31 exceeds the 30"):
-        strip_entropy(_CornerTrojan(), clean, pool, n=31, generator=g, device=CPU)
+        strip_entropy(TROJAN, clean, pool, n=31, generator=g, device=CPU)
 
 
 def _planted(n: int, poisoned_share: float, dim: int, shift: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
