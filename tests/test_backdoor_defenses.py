@@ -9,12 +9,21 @@ import pytest
 import torch
 from click.testing import CliRunner
 from conftest import CornerTrojan
+from torch import nn
 
 from defenses.backdoor import backdoor_defense_names, defense_effectiveness
-from defenses.backdoor.neural_cleanse import Unlearning, anomaly_index, flagged_labels, reverse_all
+from defenses.backdoor.neural_cleanse import (
+    ReversedTriggers,
+    Unlearning,
+    anomaly_index,
+    flagged_labels,
+    prune_for_trigger,
+    reverse_all,
+)
 from secbench import store
 from secbench.cli import cli
 from secbench.data.base import ImageSet
+from secbench.engine import accuracy, predict
 
 CPU = torch.device("cpu")
 
@@ -70,6 +79,41 @@ def test_unlearning_stamps_the_reversed_trigger_on_the_requested_share():
     assert torch.allclose(out[stamped][0], triggers.masks[2] * triggers.patterns[2])
 
 
+class _BrightPixelNet(nn.Module):
+    """A conv net with a planted backdoor neuron: last-conv channels 0-2 pass the colour through (class c follows
+    channel c), channel 3 fires only on near-white pixels and votes for class 2 with a large weight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last_conv = nn.Conv2d(3, 4, 1)
+        self.head = nn.Linear(4, 3)
+        with torch.no_grad():
+            # channel 3: 20 x (mean colour - 0.9), so a white pixel gives 2 and an image up to 150/255 nothing
+            self.last_conv.weight.copy_(torch.cat([torch.eye(3), torch.full((1, 3), 20 / 3)])[:, :, None, None])
+            self.last_conv.bias.copy_(torch.tensor([0.0, 0.0, 0.0, -18.0]))
+            self.head.weight.copy_(torch.cat([torch.eye(3), torch.tensor([[0.0], [0.0], [100.0]])], 1))
+            self.head.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.last_conv(x)).mean((2, 3)))
+
+
+def test_pruning_mitigation_removes_the_channel_the_reversed_trigger_excites(one_thread):
+    g = torch.Generator().manual_seed(0)
+    model = _BrightPixelNet().eval()
+    images = torch.randint(0, 150, (90, 3, 8, 8), generator=g, dtype=torch.uint8)
+    clean = ImageSet(images, predict(model, images.float() / 255, device=CPU).argmax(1))  # the model is right on clean data
+    corner = torch.zeros(1, 1, 8, 8)
+    corner[..., -2:, -2:] = 1.0
+    triggers = ReversedTriggers(labels=(0, 1, 2), masks=torch.cat([torch.zeros(2, 1, 8, 8), corner]),
+                                patterns=torch.ones(3, 3, 8, 8), norms=torch.tensor([9.0, 9.0, 4.0]),
+                                success=torch.ones(3))
+    pruned_model, channels, success = prune_for_trigger(model, triggers, [2], clean, device=CPU)
+    assert channels == [3]  # the planted neuron goes first and is enough
+    assert success[0] == 1.0 and success[-1] < 0.05 and len(success) == 2
+    assert accuracy(pruned_model, clean, device=CPU) == 1.0  # the colour channels are untouched
+
+
 def test_defense_all_end_to_end_on_a_smoke_badnets_model(tmp_path: Path):
     args = ["run", "backdoor", "--preset", "smoke", "--attack", "badnets", "--defense", "all", "--n-train", "200",
             "--n-test", "60", "--device", "cpu", "--out", str(tmp_path)]
@@ -93,7 +137,8 @@ def test_defense_all_end_to_end_on_a_smoke_badnets_model(tmp_path: Path):
 
 
 @pytest.mark.parametrize(("options", "message"), [(["--defense", "neural-clense"], "did you mean 'neural-cleanse'"),
-                                                  (["--defense-data", "0"], "--defense-data must be in (0, 1]")])
+                                                  (["--defense-data", "0"], "--defense-data must be in (0, 1]"),
+                                                  (["--nc-mitigation", "prune"], "did you mean 'pruning'")])
 def test_bad_defense_options_are_one_line_errors(options, message, tmp_path: Path):
     args = ["run", "backdoor", "--preset", "smoke", "--device", "cpu", "--out", str(tmp_path), *options]
     result = CliRunner().invoke(cli, args)

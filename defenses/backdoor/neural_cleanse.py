@@ -9,9 +9,12 @@ pass over the clean data ("epoch"): after 5 epochs at ≥ 99% attack success it 
 its steps, which keeps batched and sequential runs comparable). All labels train together: one
 forward pass of K×32 stamped images per step (``--sequential``: the authors' one-label-at-a-time loop,
 the same steps per label). Outlier test: anomaly index |‖m‖₁ − median| / (1.4826·MAD) over the labels;
-a label below the median with index > 2 is flagged. Mitigation (BackdoorBench's, not the pruning
-variant): fine-tune on the clean data with a flagged label's reversed trigger stamped on 20% of the
-images, true labels kept.
+a label below the median with index > 2 is flagged. Mitigation, either of the paper's two:
+``unlearning`` (default, as BackdoorBench) fine-tunes on the clean data with a flagged label's reversed
+trigger stamped on 20% of the images, true labels kept; ``pruning`` zeroes the channels of the pooled last
+conv block (the neurons feeding the classifier) in decreasing order of how much more the reversed trigger
+excites them than clean images do, one at a time, until the trigger no longer works (success below 5%; the
+paper gives no number) or 30% of the channels are gone (the paper's and ART's cap); no fine-tuning.
 """
 
 from __future__ import annotations
@@ -31,8 +34,11 @@ import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 from defenses.backdoor.base import BackdoorDefense, DefenseInputs, DefenseResult  # noqa: E402
+from defenses.backdoor.fine_pruning import ChannelMask, channel_activations  # noqa: E402
+from defenses.backdoor.layers import last_conv_module, module_names  # noqa: E402
 from secbench.data.base import ImageSet  # noqa: E402
-from secbench.engine import fit  # noqa: E402
+from secbench.engine import accuracy, fit  # noqa: E402
+from secbench.imageops import to_uint8  # noqa: E402
 from secbench.progress import NullProgress, Progress  # noqa: E402
 from secbench.registry import register  # noqa: E402
 
@@ -40,6 +46,9 @@ if TYPE_CHECKING:
     from secbench.scenarios.base import RunContext
 
 CONSISTENCY = 1.4826  # MAD of a normal sample times this estimates its standard deviation
+MITIGATIONS = ("unlearning", "pruning")
+UNRESPONSIVE = 0.05  # pruning stops once the reversed trigger sends fewer images than this to its label
+MAX_PRUNED = 0.3  # ... or when this share of the channels is pruned (the paper's and ART's cap)
 _EPS = 1e-6  # keeps atanh finite at the [0, 1] ends
 
 
@@ -223,16 +232,44 @@ class Unlearning:
         return torch.where(chosen[:, None, None, None].to(images.device), stamped, images), labels
 
 
+def prune_for_trigger(model: nn.Module, triggers: ReversedTriggers, flagged: Sequence[int], clean: ImageSet, *,
+                      device: torch.device) -> tuple[nn.Module, list[int], list[float]]:
+    """The paper's pruning mitigation: mask (forward hook, kept on the model) the last conv block's channels
+    in decreasing order of mean activation on ``clean`` images stamped with a flagged trigger minus on the
+    clean images themselves, one per step, until the triggers' success on the stamped images (those not
+    already of the trigger's label) is below ``UNRESPONSIVE`` or ``MAX_PRUNED`` of the channels are masked.
+    Returns the model, the pruned channels in order and the success before each step and after the last."""
+    layer = last_conv_module(model)
+    keep = ~torch.isin(clean.labels, torch.as_tensor(list(flagged)))
+    images = clean.images[keep]
+    which = torch.as_tensor(list(flagged))[torch.arange(len(images)) % len(flagged)]
+    stamped = ImageSet(to_uint8(triggers.stamp(images.float() / 255, which)),
+                       torch.as_tensor(triggers.labels)[which])
+    gap = (channel_activations(model, layer, stamped, device=device)
+           - channel_activations(model, layer, ImageSet(images, clean.labels[keep]), device=device))
+    order = torch.argsort(gap, descending=True, stable=True)
+    mask = ChannelMask(len(order))
+    layer.register_forward_hook(mask)
+    success = [accuracy(model, stamped, device=device)]
+    pruned = 0
+    while success[-1] >= UNRESPONSIVE and pruned + 1 <= MAX_PRUNED * len(order):
+        pruned += 1
+        mask.prune(order[:pruned])
+        success.append(accuracy(model, stamped, device=device))
+    return model, order[:pruned].tolist(), success
+
+
 @register("defense", "neural-cleanse")
 @dataclass(kw_only=True)
 class NeuralCleanse(BackdoorDefense):
-    """Neural Cleanse (IEEE S&P 2019): reversed trigger per label, MAD outlier test, unlearning.
+    """Neural Cleanse (IEEE S&P 2019): reversed trigger per label, MAD outlier test, unlearning or pruning.
 
     Args:
         nc_steps: optimisation steps per label (batches of 32 clean images).
         sequential: one label after the other (the authors' loop) instead of all labels in one batched run.
         unlearn_ratio: share of the fine-tuning images stamped with the reversed trigger (BackdoorBench: 0.2).
         anomaly_threshold: the anomaly index above which a small-norm label is flagged (the paper's 2).
+        nc_mitigation: ``unlearning`` or ``pruning`` of the flagged labels' backdoor.
     """
 
     name: ClassVar[str] = "neural-cleanse"
@@ -240,6 +277,7 @@ class NeuralCleanse(BackdoorDefense):
     sequential: bool = False
     unlearn_ratio: float = 0.2
     anomaly_threshold: float = 2.0
+    nc_mitigation: str = "unlearning"
 
     def run(self, inputs: DefenseInputs, ctx: RunContext) -> DefenseResult:
         clock = time.perf_counter()
@@ -250,8 +288,13 @@ class NeuralCleanse(BackdoorDefense):
         index = anomaly_index(triggers.norms)
         save_triggers(triggers, flagged, ctx.artifacts / "neural_cleanse_triggers.png",
                       title="Neural Cleanse: reversed trigger per label (red: flagged)")
-        model = inputs.model
-        if flagged:  # nothing to unlearn when no label looks backdoored: the model is deployed as it is
+        model, derived = inputs.model, {}
+        # nothing to mitigate when no label looks backdoored: the model is deployed as it is
+        if flagged and self.nc_mitigation == "pruning":
+            model, channels, success = prune_for_trigger(model, triggers, flagged, inputs.budget, device=ctx.device)
+            derived = {"nc_pruned_layer": module_names(model, [last_conv_module(model)])[0],
+                       "nc_pruned_channels": channels, "nc_prune_success": [round(v, 4) for v in success]}
+        elif flagged:
             fit(model, inputs.budget, inputs.finetune, generator=torch.Generator().manual_seed(self.seed),
                 device=ctx.device, progress=ctx.progress, description="neural-cleanse: unlearn reversed trigger",
                 batch_hook=Unlearning(triggers, flagged, ratio=self.unlearn_ratio, seed=self.seed))
@@ -263,7 +306,7 @@ class NeuralCleanse(BackdoorDefense):
             metrics |= {"nc_target_flagged": float(inputs.target in flagged),
                         "nc_target_anomaly": index[inputs.target].item()}
             better |= {"nc_target_flagged": True, "nc_target_anomaly": True}
-        derived = {"nc_flagged": flagged, "nc_detected_target": flagged[0] if flagged else None,
+        derived |= {"nc_flagged": flagged, "nc_detected_target": flagged[0] if flagged else None,
                    "nc_norms": [round(v, 2) for v in triggers.norms.tolist()],
                    "nc_anomaly_index": [round(v, 3) for v in index.tolist()],
                    "nc_trigger_success": [round(v, 3) for v in triggers.success.tolist()]}

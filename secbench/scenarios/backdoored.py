@@ -35,6 +35,7 @@ from attacks.backdoor.poison import (
 )
 from attacks.backdoor.transforms import AugmentBatches, parse_names
 from defenses.backdoor.base import backdoor_defense_class, backdoor_defense_names
+from defenses.backdoor.neural_cleanse import MITIGATIONS
 from secbench import checkpoint
 from secbench.config import config_hash, option
 from secbench.data import DataSplits, ImageSet, load_dataset
@@ -74,6 +75,9 @@ class BackdoorConfig(VictimConfig):
     nc_steps: int = option(300, "neural-cleanse: optimisation steps per label (batch 32)")
     sequential: bool = option(False, "neural-cleanse: optimise one label after the other (the original loop) "
                                      "instead of all labels in one batched run")
+    nc_mitigation: str = option("unlearning", "neural-cleanse: unlearning (fine-tune with the reversed trigger "
+                                              "stamped, true labels) | pruning (zero the last-conv channels it "
+                                              "excites most)")
     strip_n: int = option(20, "strip: clean images superimposed on each input")
     ss_poison_rate: float = option(0.0, "spectral-signatures: the poison rate the defender assumes, an upper "
                                         "bound (1.5x it is removed per class); 0: the attack's --poison-rate")
@@ -101,6 +105,8 @@ class BackdoorConfig(VictimConfig):
             raise SecbenchError(f"--defense-data must be in (0, 1], got {self.defense_data}")
         if min(self.defense_epochs, self.nc_steps, self.strip_n) < 1 or self.defense_lr <= 0:
             raise SecbenchError("--defense-epochs, --nc-steps, --strip-n and --defense-lr must be positive")
+        if self.nc_mitigation not in MITIGATIONS:
+            raise UnknownNameError("--nc-mitigation", self.nc_mitigation, MITIGATIONS)
         if not 0.0 <= self.prune_drop < 1.0:
             raise SecbenchError(f"--prune-drop must be in [0, 1), got {self.prune_drop}")
         if min(self.nad_teacher_epochs, self.nad_epochs, self.anp_iterations) < 1 or min(self.nad_lr, self.nad_teacher_lr) <= 0:
