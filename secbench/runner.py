@@ -92,7 +92,7 @@ def execute(scenario: Scenario, spec: RunSpec, out_dir: Path, *, device: torch.d
         "scenario_version": spec.scenario_version,
         "preset": spec.preset,
         "seed": spec.seed,
-        **scenario.identity(spec.config),
+        **scenario.identity(spec.config, spec.preset),
         "metrics": outcome.metrics if status == "ok" else {},
         "higher_is_better": outcome.higher_is_better if outcome else {},
         "n": outcome.n if outcome else 0,

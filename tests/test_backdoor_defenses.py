@@ -22,8 +22,10 @@ from defenses.backdoor.neural_cleanse import (
 )
 from secbench import store
 from secbench.cli import cli
+from secbench.config import resolve
 from secbench.data.base import ImageSet
 from secbench.engine import accuracy, predict
+from secbench.scenarios.backdoor import Backdoor
 
 CPU = torch.device("cpu")
 
@@ -134,6 +136,22 @@ def test_defense_all_end_to_end_on_a_smoke_badnets_model(tmp_path: Path):
     table = CliRunner().invoke(cli, ["report", str(tmp_path), "--scenario", "backdoor", "--format", "csv"])
     assert table.exit_code == 0, table.output
     assert "attacks x defenses" in table.stdout and "nc_target_flagged" in table.stdout
+
+
+@pytest.mark.parametrize(("preset", "options", "label"), [
+    ("quick", {"defense": "neural-cleanse", "nc_mitigation": "pruning"}, "neural-cleanse --nc-mitigation pruning"),
+    ("quick", {"defense": "nad", "nad_lr": 0.1}, "nad --nad-lr 0.1"),
+    ("paper", {"defense": "nad", "nad_lr": 0.1}, "nad"),  # the paper preset's own value
+    ("smoke", {"defense": "neural-cleanse", "sequential": True, "defense_data": 0.1},
+     "neural-cleanse --defense-data 0.1 --sequential"),
+    ("quick", {"defense": "strip", "nc_steps": 5}, "strip"),  # another defense's setting
+    ("quick", {"defense": "spectral-signatures", "poison_rate": 0.02}, "spectral-signatures"),  # in ``method``
+    ("quick", {}, None),
+])
+def test_the_record_names_the_defense_with_the_settings_it_changes(preset, options, label):
+    scenario = Backdoor()
+    identity = scenario.identity(resolve(scenario.Config, scenario.presets, preset, options), preset)
+    assert identity["defense"] == label
 
 
 @pytest.mark.parametrize(("options", "message"), [(["--defense", "neural-clense"], "did you mean 'neural-cleanse'"),

@@ -34,6 +34,8 @@ import torch
 from attacks.backdoor import BackdoorAttack
 from attacks.backdoor.poison import PoisonedTest
 from attacks.backdoor.transforms import TRANSFORMS, parse_names, transform_images
+from defenses.backdoor.base import backdoor_defense_class
+from secbench.config import resolve
 from secbench.engine import accuracy
 from secbench.metrics import psnr, ssim
 from secbench.plots import image_rows
@@ -45,6 +47,15 @@ from secbench.scenarios.victim import PAPER_RECIPE, SMOKE_RECIPE, VictimConfig, 
 
 RESIDUAL_GAIN = 10  # the residual picture shows |poisoned - clean| x 10
 _EXAMPLES = 6
+SHARED_DEFENSE_SETTINGS = ("defense_data", "defense_epochs", "defense_lr")
+POISONING_SETTINGS = ("poison_rate",)  # a defense may read it, but ``method`` already names it
+
+
+def _as_option(key: str, value: Any) -> str:
+    flag = "--" + key.replace("_", "-")
+    if isinstance(value, bool):
+        return flag if value else flag.replace("--", "--no-", 1)
+    return f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}"
 
 
 def stealthiness(test: PoisonedTest) -> dict[str, float]:
@@ -101,11 +112,25 @@ class Backdoor(Scenario):
         return [{**cfg, "attack": attack, "defense": defense}
                 for attack in config.attacks() for defense in config.defenses() or [""]]
 
-    def identity(self, cfg: dict[str, Any]) -> dict[str, Any]:
-        """``method`` names the poisoning, so that reports never average over different rates or modes."""
+    def identity(self, cfg: dict[str, Any], preset: str) -> dict[str, Any]:
+        """``method`` names the poisoning and ``defense`` the defense with the settings it changes from the
+        preset, so that reports never average over different rates, modes or defense settings."""
         mode = cfg["mode"] + (f"→{cfg['target']}" if cfg["mode"] == "all-to-one" else "")
-        return {**super().identity(cfg), "method": f"{cfg['threat_model']}, {mode}, rate {cfg['poison_rate']:g}",
-                "defense": cfg.get("defense") or None}
+        return {**super().identity(cfg, preset),
+                "method": f"{cfg['threat_model']}, {mode}, rate {cfg['poison_rate']:g}",
+                "defense": self.defense_label(cfg, preset)}
+
+    def defense_label(self, cfg: dict[str, Any], preset: str) -> str | None:
+        """The defense's name followed, as command-line options, by those of its settings (its own and the
+        shared clean budget and fine-tuning) that differ from ``preset``'s: ``neural-cleanse --nc-mitigation
+        pruning``. None without a defense."""
+        name = cfg.get("defense")
+        if not name:
+            return None
+        defaults = resolve(self.Config, self.presets, preset, {})
+        settings = [k for k in (*SHARED_DEFENSE_SETTINGS, *backdoor_defense_class(name).options())
+                    if k in cfg and k not in POISONING_SETTINGS and cfg[k] != defaults[k]]
+        return " ".join([name, *(_as_option(k, cfg[k]) for k in settings)])
 
     def run(self, cfg: dict[str, Any], ctx: RunContext) -> Outcome:
         config = BackdoorConfig.from_dict(cfg)

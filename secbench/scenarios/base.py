@@ -58,8 +58,9 @@ class Scenario(abc.ABC):
         """The runs one command expands to (e.g. ``--attack all``); one by default."""
         return [cfg]
 
-    def identity(self, cfg: dict[str, Any]) -> dict[str, Any]:
-        """The record's identity fields, one per dimension a report may pivot on."""
+    def identity(self, cfg: dict[str, Any], preset: str) -> dict[str, Any]:
+        """The record's identity fields, one per dimension a report may pivot on (``preset``: the one ``cfg``
+        was resolved from)."""
         return {key: cfg.get(key) for key in ("dataset", "model", "method", "attack", "defense")}
 
     @abc.abstractmethod

@@ -211,7 +211,7 @@ class Transfer(Scenario):
     def grid(self, cfg: dict[str, Any]) -> list[dict[str, Any]]:
         return [{**cfg, "pretrain": p} for p in TransferConfig.from_dict(cfg).pretrainings()]
 
-    def identity(self, cfg: dict[str, Any]) -> dict[str, Any]:
+    def identity(self, cfg: dict[str, Any], preset: str) -> dict[str, Any]:
         return {"dataset": f"{cfg['source']}->{cfg['target']}", "model": cfg["model"], "method": cfg["pretrain"],
                 "attack": None, "defense": None}
 

@@ -321,7 +321,7 @@ class Watermark(Scenario):
         config = WatermarkConfig.from_dict(cfg)
         return [{**cfg, "method": m, "attack": a} for m in config.methods() for a in config.attacks()]
 
-    def identity(self, cfg: dict[str, Any]) -> dict[str, Any]:
+    def identity(self, cfg: dict[str, Any], preset: str) -> dict[str, Any]:
         return {"dataset": f"{cfg['dataset']}/{cfg['task']}", "model": cfg["surrogate"], "method": cfg["method"],
                 "attack": cfg["attack"], "defense": None}
 
