@@ -140,8 +140,9 @@ def gate(claims_file: Path, results_dir: Path, junit: Path | None) -> None:
 
 
 def _load_ok(results_dir: Path) -> pd.DataFrame:
-    """The ok results in long form, after a note on stderr about the runs left out."""
-    from reports.frame import not_ok, to_frame
+    """The ok results in long form, after notes on stderr about the runs left out and about runs that tables
+    would average although their configurations differ."""
+    from reports.frame import mixed_settings, not_ok, to_frame
     from secbench.store import load_records
 
     records = load_records(results_dir)
@@ -149,4 +150,7 @@ def _load_ok(results_dir: Path) -> pd.DataFrame:
     if left_out:
         counts = ", ".join(f"{n} {status}" for status, n in left_out.items())
         click.echo(f"note: skipped {counts} run(s)", err=True)
+    if mixed := mixed_settings(records):
+        click.echo(f"note: some runs of the same identity and seed differ in {', '.join(mixed)}, and their cells "
+                   "average them; keep such variants in separate results folders", err=True)
     return to_frame(records)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -43,6 +44,21 @@ def to_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
         )
     df = pd.DataFrame(rows, columns=list(COLUMNS))
     return df.drop_duplicates(["config_hash", "seed", "metric"], keep="last", ignore_index=True)
+
+
+def mixed_settings(records: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The config settings, sorted, in which ``ok`` records of the same identity and seed differ (say a re-run
+    with other ``--epochs`` beside the first run): tables cannot tell such runs apart and average them."""
+    groups: dict[tuple, list[Mapping[str, Any]]] = {}
+    for record in records:
+        if record["status"] == "ok":
+            groups.setdefault(tuple(record.get(f) for f in IDENTITY_FIELDS), []).append(record.get("config") or {})
+    differing: set[str] = set()
+    for configs in groups.values():
+        for key in set().union(*configs):
+            if len({json.dumps(c.get(key), sort_keys=True, default=str) for c in configs}) > 1:
+                differing.add(key)
+    return sorted(differing)
 
 
 def not_ok(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from conftest import CLEAN, HIGHER_IS_BETTER, WATERMARK
+from conftest import CLEAN, HIGHER_IS_BETTER, WATERMARK, make_record
 
 import reports
 from reports.cli import report
@@ -135,6 +135,19 @@ def test_cli_prints_one_table_per_scenario_and_notes_failed_runs(results: Path) 
     assert "## clean" in result.stdout and "## wm" in result.stdout
     assert "0.920 ± 0.020" in result.stdout and "0.650 ± 0.071" in result.stdout
     assert result.stderr == "note: skipped 1 failed run(s)\n"
+
+
+def test_cli_notes_runs_whose_configurations_differ_beyond_their_identity(tmp_path: Path) -> None:
+    first = make_record("clean", "cnn-s", 0, {"clean_acc": 0.9, "train_loss": 0.3})
+    rerun = make_record("clean", "cnn-s", 0, {"clean_acc": 0.7, "train_loss": 0.5})
+    rerun["config"] = {**rerun["config"], "epochs": 1}
+    rerun["config_hash"] = "sha256:" + "0" * 64
+    for record in (first, rerun):
+        store.append(tmp_path, record)
+    result = invoke(tmp_path, "--format", "md")
+    assert result.exit_code == 0 and "0.800 ± 0.141" in result.stdout  # the two are averaged ...
+    assert result.stderr == ("note: some runs of the same identity and seed differ in epochs, and their cells "
+                             "average them; keep such variants in separate results folders\n")  # ... and said so
 
 
 def test_cli_writes_machine_readable_files(results: Path, tmp_path: Path) -> None:
