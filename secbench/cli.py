@@ -15,6 +15,7 @@ import click
 
 from reports.cli import gate, report
 from secbench import __version__
+from secbench.config import option_flag
 from secbench.errors import SecbenchError
 
 
@@ -34,7 +35,7 @@ def _parse_seeds(seed: int | None, seeds: str | None) -> list[int]:
 
 def _option_for(name: str, annotation: Any, default: Any, help_text: str) -> click.Option:
     """A click option for one scenario config field; unset options stay None so presets show through."""
-    flag = "--" + name.replace("_", "-")
+    flag = option_flag(name)
     default_text = "[quick: " + ("auto" if default is None else str(default)) + "]"
     shown = f"{help_text}  {default_text}" if help_text else default_text
     args = typing.get_args(annotation)

@@ -40,6 +40,11 @@ def config_hash(payload: dict[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def option_flag(name: str) -> str:
+    """The command-line flag of a config field: ``nc_mitigation`` → ``--nc-mitigation``."""
+    return "--" + name.replace("_", "-")
+
+
 def option(default: Any, help: str) -> Any:
     """A scenario config field with the help text ``secbench run SCENARIO --help`` shows for it."""
     return dataclasses.field(default=default, metadata={"help": help})

@@ -34,8 +34,7 @@ import torch
 from attacks.backdoor import BackdoorAttack
 from attacks.backdoor.poison import PoisonedTest
 from attacks.backdoor.transforms import TRANSFORMS, parse_names, transform_images
-from defenses.backdoor.base import backdoor_defense_class
-from secbench.config import resolve
+from secbench.config import option_flag, resolve
 from secbench.engine import accuracy
 from secbench.metrics import psnr, ssim
 from secbench.plots import image_rows
@@ -52,7 +51,7 @@ POISONING_SETTINGS = ("poison_rate",)  # a defense may read it, but ``method`` a
 
 
 def _as_option(key: str, value: Any) -> str:
-    flag = "--" + key.replace("_", "-")
+    flag = option_flag(key)
     if isinstance(value, bool):
         return flag if value else flag.replace("--", "--no-", 1)
     return f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}"
@@ -128,7 +127,7 @@ class Backdoor(Scenario):
         if not name:
             return None
         defaults = resolve(self.Config, self.presets, preset, {})
-        settings = [k for k in (*SHARED_DEFENSE_SETTINGS, *backdoor_defense_class(name).options())
+        settings = [k for k in (*SHARED_DEFENSE_SETTINGS, *self.Config.defense_settings(name))
                     if k in cfg and k not in POISONING_SETTINGS and cfg[k] != defaults[k]]
         return " ".join([name, *(_as_option(k, cfg[k]) for k in settings)])
 

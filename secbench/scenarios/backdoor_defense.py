@@ -19,12 +19,11 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from dataclasses import fields
 
 import torch
 from torch import nn
 
-from defenses.backdoor import DefenseInputs, backdoor_defense_class, defense_effectiveness
+from defenses.backdoor import DefenseInputs, defense_effectiveness
 from secbench.data.base import ImageSet
 from secbench.engine import TrainConfig, predict
 from secbench.errors import SecbenchError
@@ -65,9 +64,8 @@ def retrainer(cfg: BackdoorConfig, backdoored: Backdoored, ctx: RunContext) -> C
 
 def run_defense(cfg: BackdoorConfig, backdoored: Backdoored, ctx: RunContext) -> Outcome:
     """Apply ``cfg.defense`` (one name) to ``backdoored`` and measure it (see the module docstring)."""
-    cls = backdoor_defense_class(cfg.defense)
-    settable = {f.name for f in fields(cfg)}  # a defense's other options keep their (the paper's) defaults
-    defense = create("defense", cfg.defense, seed=ctx.seed, **{k: getattr(cfg, k) for k in cls.options() if k in settable})
+    defense = create("defense", cfg.defense, seed=ctx.seed,
+                     **{k: getattr(cfg, k) for k in cfg.defense_settings(cfg.defense)})
     data, test, device = backdoored.data, backdoored.test, ctx.device
     before = {"clean": _hits(backdoored.model, data.test, device), "asr": _hits(backdoored.model, test.as_target(), device)}
     inputs = DefenseInputs(model=copy.deepcopy(backdoored.model).eval(),

@@ -119,6 +119,13 @@ class BackdoorConfig(VictimConfig):
                 raise SecbenchError(f"{name} filters the training set the victim trained on; under "
                                     "--threat-model training-controlled the attacker trained it, so it does not apply")
 
+    @classmethod
+    def defense_settings(cls, name: str) -> tuple[str, ...]:
+        """The options of defense ``name`` that this config sets (the command line exposes them); its other
+        options keep their defaults, the paper's."""
+        settable = {f.name for f in fields(cls)}
+        return tuple(k for k in backdoor_defense_class(name).options() if k in settable)
+
     def attacks(self) -> list[str]:
         names = [a.strip() for a in self.attack.split(",") if a.strip()]
         if names == ["all"]:
