@@ -13,8 +13,8 @@ a label below the median with index > 2 is flagged. Mitigation, either of the pa
 ``unlearning`` (default, as BackdoorBench) fine-tunes on the clean data with a flagged label's reversed
 trigger stamped on 20% of the images, true labels kept; ``pruning`` zeroes the channels of the pooled last
 conv block (the neurons feeding the classifier) in decreasing order of how much more the reversed trigger
-excites them than clean images do, one at a time, until the trigger no longer works (success below 5%; the
-paper gives no number) or 30% of the channels are gone (the paper's and ART's cap); no fine-tuning.
+excites them than clean images do, one at a time, until the trigger no longer works (success below 5%,
+secbench's choice of stop point) or 30% of the channels are gone (ART's cap); no fine-tuning.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 CONSISTENCY = 1.4826  # MAD of a normal sample times this estimates its standard deviation
 MITIGATIONS = ("unlearning", "pruning")
 UNRESPONSIVE = 0.05  # pruning stops once the reversed trigger sends fewer images than this to its label
-MAX_PRUNED = 0.3  # ... or when this share of the channels is pruned (the paper's and ART's cap)
+MAX_PRUNED = 0.3  # ... or when this share of the channels is pruned (ART's cap)
 _EPS = 1e-6  # keeps atanh finite at the [0, 1] ends
 
 
