@@ -3,7 +3,9 @@
 A claims file is YAML with a top-level ``claims`` list; each claim has ``metric``, ``op`` (one of
 ``>= > <= < ==``), ``value`` and optionally ``min_runs`` (default 1), ``tol`` (default 1e-9),
 ``name`` or ``id``, plus selectors over the identity fields (``scenario: clean``, ``model: [a, b]``,
-``attack: null`` for runs without an attack). The gate fails closed: a claim no run supports fails.
+``attack: null`` for runs without an attack). A claim with ``versus`` (selector overrides, e.g.
+``versus: {method: baseline}``) is judged on the difference of two means: its runs' minus those of
+the same selectors with the overrides applied. The gate fails closed: a claim no run supports fails.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ _COMPARE: dict[str, Callable[[float, bool], bool]] = {
     "==": lambda diff, close: close,
 }
 OPS = tuple(_COMPARE)
-CLAIM_KEYS = ("metric", "op", "value", "min_runs", "tol", "name", "id")
+CLAIM_KEYS = ("metric", "op", "value", "min_runs", "tol", "name", "id", "versus")
 _SCALARS = (str, int, float, bool, type(None))
 _BARE_GREATER = re.compile(r"\bop:\s*>")
 
@@ -50,13 +52,16 @@ class Claim:
     min_runs: int = 1
     tol: float = DEFAULT_TOL
     name: str | None = None
+    versus: Mapping[str, Any] = field(default_factory=dict)  # overrides of the runs compared against
 
     @property
     def label(self) -> str:
         if self.name:
             return self.name
         where = ", ".join(f"{key}={_show(value)}" for key, value in self.selectors.items())
-        return f"{self.metric} {self.op} {self.value:g}" + (f" [{where}]" if where else "")
+        versus = ", ".join(f"{key}={_show(value)}" for key, value in self.versus.items())
+        metric = f"{self.metric} - {self.metric}[{versus}]" if versus else self.metric
+        return f"{metric} {self.op} {self.value:g}" + (f" [{where}]" if where else "")
 
     def holds(self, measured: float) -> bool:
         close = math.isclose(measured, self.value, rel_tol=0.0, abs_tol=self.tol)
@@ -121,21 +126,33 @@ def write_junit(results: Sequence[ClaimResult], path: str | Path) -> None:
     tree.write(path, encoding="utf-8", xml_declaration=True)
 
 
-def _judge(claim: Claim, df: pd.DataFrame) -> ClaimResult:
-    runs = select(df, **claim.selectors)
+def _values(claim: Claim, df: pd.DataFrame, selectors: Mapping[str, Any]) -> tuple[pd.Series, str]:
+    """The claim's metric over the runs ``selectors`` match, and why there are none (or "")."""
+    runs = select(df, **selectors)
     values = runs.loc[runs["metric"] == claim.metric, "value"]
-    if values.empty:
-        reason = "no matching results"
-        if not runs.empty:  # the selectors matched, the metric name did not
-            reason += (
-                f" (the matching runs have no {claim.metric!r}, only {', '.join(runs['metric'].unique())})"
-            )
+    if not values.empty:
+        return values, ""
+    reason = "no matching results"
+    if not runs.empty:  # the selectors matched, the metric name did not
+        reason += f" (the matching runs have no {claim.metric!r}, only {', '.join(runs['metric'].unique())})"
+    return values, reason
+
+
+def _judge(claim: Claim, df: pd.DataFrame) -> ClaimResult:
+    values, reason = _values(claim, df, claim.selectors)
+    if reason:
         return ClaimResult(claim, None, 0, False, reason)
     measured, n = float(values.mean()), len(values)
+    what = "mean"
+    if claim.versus:
+        others, reason = _values(claim, df, {**claim.selectors, **claim.versus})
+        if reason:
+            return ClaimResult(claim, None, 0, False, f"{reason} for versus {dict(claim.versus)}")
+        measured, n, what = measured - float(others.mean()), min(n, len(others)), "mean difference"
     if n < claim.min_runs:
         reason = f"{n} matching run(s), fewer than min_runs {claim.min_runs}"
     elif not claim.holds(measured):
-        reason = f"mean {measured:.6g} over {n} run(s) is not {claim.op} {claim.value:g}"
+        reason = f"{what} {measured:.6g} over {n} run(s) is not {claim.op} {claim.value:g}"
     else:
         reason = ""
     return ClaimResult(claim, measured, n, passed=not reason, reason=reason)
@@ -191,7 +208,11 @@ def _parse_claim(raw: Any, where: str) -> Claim:
     if tol < 0:
         raise SecbenchError(f"{where}: tol must be >= 0, got {tol:g}")
     value = _number(raw["value"], f"{where}: value")
-    return Claim(raw["metric"], op, value, selectors, min_runs, tol, None if name is None else str(name))
+    versus = raw.get("versus", {})
+    if "versus" in raw and (not isinstance(versus, dict) or not versus) or any(key not in IDENTITY_FIELDS for key in versus):
+        raise SecbenchError(f"{where}: versus must map identity fields ({', '.join(IDENTITY_FIELDS)}) to the "
+                            f"values of the runs compared against, got {versus!r}")
+    return Claim(raw["metric"], op, value, selectors, min_runs, tol, None if name is None else str(name), versus)
 
 
 def _number(raw: Any, what: str) -> float:

@@ -62,6 +62,19 @@ def edge_mask(images: torch.Tensor, threshold: float = EDGE_THRESHOLD) -> torch.
     return sobel_magnitude(images) > threshold
 
 
+def soft_edges(images: torch.Tensor, threshold: float = EDGE_THRESHOLD) -> torch.Tensor:
+    """Soft structure map of ``(N, 3, H, W)`` images in [0, 1]: ``(N, 1, H, W)`` in [0, 1).
+
+    ``m / (m + threshold)`` of the 0-255 :func:`sobel_magnitude` ``m`` (0 on flat regions, 0.5 at the
+    :func:`edge_mask` threshold, towards 1 on strong edges), averaged over each 3×3 neighbourhood
+    (replicated borders). Unlike the mask it degrades smoothly under the blur and resampling that a
+    surrogate or a geometric transform brings, and an extractor with a stride-2 stage can redraw it.
+    """
+    magnitude = sobel_magnitude(images)
+    strength = magnitude / (magnitude + threshold)
+    return F.avg_pool2d(F.pad(strength, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+
+
 def _uniform(low_high: tuple[float, float], n: int, generator: torch.Generator) -> torch.Tensor:
     """``n`` draws from U[low, high] on the generator's device (float32)."""
     low, high = low_high

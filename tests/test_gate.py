@@ -168,3 +168,50 @@ def test_shipped_example_claims_files_are_valid() -> None:
 
     for path in sorted((Path(__file__).parent.parent / "examples" / "claims").glob("*.yaml")):
         assert load_claims(path), path
+
+
+def _watermark_results(out: Path, structure_success: float) -> Path:
+    """Three seeds of the watermark grid shaped like the scenario's records: the structure mark at
+    ``structure_success`` under every attack, the baseline verifying only a plain surrogate."""
+    from conftest import make_record
+
+    from secbench import store
+
+    for seed in range(3):
+        for method in ("none", "baseline", "structure"):
+            for attack in ("none", "crop", "rotate", "resize"):
+                success = {"none": 0.0, "baseline": 0.95 if attack == "none" else 0.1,
+                           "structure": structure_success}[method]
+                metrics = {"wm_success": success, "wm_auroc": 0.5 + success / 2, "psnr_wm": 37.0,
+                           "fp_clean_model": 0.0, "fp_natural": 0.01}
+                record = make_record("watermark", "unet", seed, metrics, attack=attack)
+                # each method its own config hash: the store keeps the latest record of a hash
+                record |= {"dataset": "patches/derain", "method": method, "run_id": f"watermark-{method}-{attack}-{seed}",
+                           "config_hash": f"sha256:{method}-{attack}-{seed}"}
+                store.append(out, record)
+    return out
+
+
+def test_watermark_claims_pass_on_a_working_mark_and_fail_on_a_weakened_one(tmp_path: Path) -> None:
+    claims = Path(__file__).parent.parent / "examples" / "claims" / "watermark.yaml"
+    working = CliRunner().invoke(gate, [str(claims), "--results", str(_watermark_results(tmp_path / "ok", 0.92))])
+    assert working.exit_code == 0, working.output
+    weakened = CliRunner().invoke(gate, [str(claims), "--results", str(_watermark_results(tmp_path / "weak", 0.3))])
+    assert weakened.exit_code == 1
+    assert "FAIL structure verifies a cropping thief: mean 0.3 over 3 run(s) is not >= 0.8" in weakened.stdout
+    assert ("FAIL structure beats the baseline against a cropping thief: mean difference 0.2 over 3 run(s) "
+            "is not >= 0.5") in weakened.stdout
+
+
+def test_versus_claims_compare_two_means_and_fail_closed(tmp_path: Path, results: Path) -> None:
+    result = run_gate(tmp_path, results, """
+claims:
+  - {name: none beats crop, scenario: wm, attack: null, metric: wm_success, op: ">=", value: 0.3,
+     versus: {attack: crop}}
+  - {name: ghost rival, scenario: wm, attack: null, metric: wm_success, op: ">=", value: 0, versus: {attack: shear}}
+""")
+    assert result.exit_code == 1
+    assert "1/2 claims passed" in result.stdout and "FAIL none beats crop" not in result.stdout  # 1.0 - 0.65
+    assert "FAIL ghost rival: no matching results for versus {'attack': 'shear'}" in result.stdout
+    bad = run_gate(tmp_path, results, "claims:\n  - {metric: wm_success, op: '>=', value: 0, versus: {colour: red}}\n")
+    assert bad.exit_code == 2 and "versus must map identity fields" in bad.output

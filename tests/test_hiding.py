@@ -152,3 +152,61 @@ def test_embedder_and_extractor_learn_to_hide_a_logo(one_thread):
                    generator=torch.Generator().manual_seed(3), device=torch.device("cpu"))
     with torch.no_grad():
         assert mark_nc(nets.extractor(marked), mark.expected(marked, key)).mean() > 0.8
+
+
+def test_soft_structure_paints_edge_strength_and_weights_it():
+    image = torch.zeros(1, 3, 16, 16)
+    image[..., 8:] = 1.0
+    soft = StructureMark((0.9, 0.2, 0.1), target="soft")
+    strength = soft.structure(image)[0, 0]
+    # the step's two columns have magnitude 255/√2 ≈ 180: m / (m + 28) ≈ 0.866 there, 0 elsewhere;
+    # the 3×3 average spreads it to 2/3 of that on those columns and 1/3 on their neighbours
+    edge = 180.31 / (180.31 + 28)
+    assert strength[:, 7:9] == pytest.approx(torch.full((16, 2), 2 * edge / 3), abs=1e-3)
+    assert strength[:, 6] == pytest.approx(torch.full((16,), edge / 3), abs=1e-3)
+    assert strength[:, :5].abs().max() == 0 and strength[:, 11:].abs().max() == 0
+    expected = soft.expected(image, soft.sample_key(1, torch.Generator()))
+    assert expected[0, 0, 0, 7].item() == pytest.approx(2 * edge / 3 * 0.9 + 1 - 2 * edge / 3, abs=1e-3)
+    assert torch.allclose(soft.weights(image)[0, 0], 1 + 12 * strength)
+    with pytest.raises(UnknownNameError, match="unknown structure target 'dotted'"):
+        StructureMark(None, target="dotted")
+
+
+@pytest.mark.parametrize("target", ["binary", "soft"])
+def test_structure_target_follows_quarter_turns_flips_and_crops(images, target):
+    """The expected mark of a transformed image is the transformed mark: what lets it survive a thief's
+    rotations and crops. Exact for quarter turns and flips; for a crop, away from the crop's border."""
+    mark = StructureMark((0.9, 0.2, 0.1), target=target)
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(7))
+    key = mark.sample_key(2, torch.Generator())
+    quarter = Transform(_theta([0, -1, 0], [1, 0, 0]).expand(2, 2, 3), None, 0.0)
+    flip = Transform(_theta([-1, 0, 0], [0, 1, 0]).expand(2, 2, 3), None, 0.0)
+    for turn in (quarter, flip):
+        assert torch.allclose(mark.expected(turn(x), key), turn(mark.expected(x, key)), atol=1e-4)
+    cropped = x[..., 4:28, 6:30]
+    assert torch.allclose(mark.expected(cropped, key)[..., 2:-2, 2:-2],
+                          mark.expected(x, key)[..., 6:26, 8:28], atol=1e-6)
+
+
+def test_bounded_residual_never_exceeds_its_bound():
+    from secbench.hiding import BoundedResidual
+    from secbench.metrics import psnr
+
+    class Wild(torch.nn.Module):  # an embedder that writes ±100 everywhere: only the bound holds it
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return 100 * torch.randn(len(x), 3, *x.shape[-2:], generator=torch.Generator().manual_seed(0))
+
+    covers = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    for focus in (0.0, 0.8):
+        embedder = BoundedResidual(Wild(), min_psnr=36.0, edge_focus=focus)
+        marked = embedder(torch.cat([covers, torch.ones_like(covers)], 1))
+        residual = marked - covers
+        assert residual.square().mean((1, 2, 3)).max().item() <= embedder.bound**2 * (1 + 1e-5)
+        assert psnr(marked.clamp(0, 1), covers).min().item() >= 36.0 - 1e-3
+        assert torch.all(residual.abs() <= embedder.bound * embedder.spread(covers) + 1e-7)
+    step = torch.zeros(1, 3, 16, 16)
+    step[..., 8:] = 1.0
+    spread = BoundedResidual(Wild(), min_psnr=36.0, edge_focus=0.8).spread(step)[0, 0]
+    # the budget goes to the structure: share 0.2 + 0.8 × soft strength on the step's columns, 0.2 far off
+    assert (spread[0, 7] / spread[0, 0]).item() == pytest.approx((0.2 + 0.8 * 2 / 3 * 180.31 / 208.31) / 0.2,
+                                                                 rel=1e-3)

@@ -21,6 +21,7 @@ class WatermarkMethod:
     mark: Mark
     stages: tuple[tuple[str, ...], ...]
     clean_weight: float
+    edge_focus: float = 0.0  # a bounded embedder's share of its budget moved onto edges (embedder.py)
 
 
 @register("defense", "watermark-baseline")
@@ -31,8 +32,10 @@ def baseline(*, size: int, watermark: str | None = None) -> WatermarkMethod:
 
 @register("defense", "watermark-structure")
 def structure(*, key: tuple[float, float, float] = (240 / 255, 120 / 255, 20 / 255),
-              edge_weight: float = 13.0, clean_weight: float = 1.0) -> WatermarkMethod:
-    """arXiv 2108.02360: the owner's key colour painted on the output's Sobel edges; R trains through
-    incremental rotate / crop / resize / flip interference with its target recomputed each time."""
-    return WatermarkMethod("structure", StructureMark(key, edge_weight=edge_weight), INCREMENTAL_STAGES,
-                           clean_weight=clean_weight)
+              edge_weight: float = 13.0, clean_weight: float = 1.0, target: str = "binary",
+              edge_focus: float = 0.8) -> WatermarkMethod:
+    """arXiv 2108.02360: the owner's key colour painted on the output's Sobel edges (``target``
+    binary, or soft: see :class:`~secbench.hiding.StructureMark`); R trains through incremental
+    rotate / crop / resize / flip interference with its target recomputed each time."""
+    return WatermarkMethod("structure", StructureMark(key, edge_weight=edge_weight, target=target),
+                           INCREMENTAL_STAGES, clean_weight=clean_weight, edge_focus=edge_focus)

@@ -20,7 +20,16 @@ from torch import nn
 from attacks.surrogate import build_surrogate, image_train_config, train_image_model
 from defenses.watermark.methods import WatermarkMethod
 from secbench import checkpoint
-from secbench.hiding import HidingConfig, HidingNets, mark_nc, train_hiding, tune_extractor
+from secbench.errors import UnknownNameError
+from secbench.hiding import (
+    RESIDUALS,
+    BoundedResidual,
+    HidingConfig,
+    HidingNets,
+    mark_nc,
+    train_hiding,
+    tune_extractor,
+)
 from secbench.imageops import to_uint8
 from secbench.models.imaging import DilatedResidualExtractor, PatchDiscriminator, UNet
 from secbench.progress import Progress
@@ -42,6 +51,10 @@ class OwnerRecipe:
     surrogate_epochs: int
     tune_steps: int  # stage-2 updates of R
     tune_lr: float = 1e-4  # official stage-2 learning rate
+    residual: str = "free"  # free: the official sigmoid H; bounded: secbench.hiding.BoundedResidual
+    min_psnr: float = 36.0  # a bounded H's guaranteed PSNR of every marked output
+    start_psnr: float | None = None  # ... and its bound when stage 1 starts (None: min_psnr throughout)
+    lr: float = 2e-4  # stage-1 Adam learning rate (official)
 
 
 @dataclass
@@ -84,9 +97,17 @@ def quantize(images: torch.Tensor) -> torch.Tensor:
     return images.clamp(0, 1).mul(255).round().div(255)
 
 
-def _nets(recipe: OwnerRecipe) -> HidingNets:
+def _nets(recipe: OwnerRecipe, method: WatermarkMethod) -> HidingNets:
+    if recipe.residual not in RESIDUALS:
+        raise UnknownNameError("embedder residual", recipe.residual, RESIDUALS)
+    bounded = recipe.residual == "bounded"
+    embedder = UNet(6, 3, width=recipe.width, depth=recipe.depth, norm="instance",
+                    out_act="none" if bounded else "sigmoid")
+    if bounded:
+        embedder = BoundedResidual(embedder, min_psnr=recipe.min_psnr, start_psnr=recipe.start_psnr,
+                                   edge_focus=method.edge_focus)
     return HidingNets(
-        UNet(6, 3, width=recipe.width, depth=recipe.depth, norm="instance"),
+        embedder,
         DilatedResidualExtractor(3, 3, width=recipe.extractor_width),
         PatchDiscriminator(3, width=recipe.width),
     )
@@ -106,12 +127,12 @@ def protect(
     """Train (or load from the cache folder ``entry``) the watermark of ``method`` on the owner's
     split: ``covers`` are the protected model's outputs and ``inputs`` its inputs, float
     ``(N, 3, H, W)`` in [0, 1], aligned."""
-    nets = _nets(recipe)
+    nets = _nets(recipe, method)
     modules = {"embedder": nets.embedder, "extractor": nets.extractor}
     if (cached := checkpoint.load_modules(entry, modules, device)) is not None:
         return Protection(method, nets.embedder, nets.extractor, cached, cached=True)
     started = time.perf_counter()
-    hiding = HidingConfig(steps=recipe.steps, batch_size=recipe.batch_size, fidelity=recipe.fidelity,
+    hiding = HidingConfig(steps=recipe.steps, batch_size=recipe.batch_size, lr=recipe.lr, fidelity=recipe.fidelity,
                           clean_weight=method.clean_weight, stages=method.stages)
     stage1 = train_hiding(nets, covers, method.mark, hiding, generator=generator, device=device, unmarked=inputs,
                           progress=progress, description=f"{method.name}: train H + R + D")

@@ -5,19 +5,23 @@ An embedder H writes a mark into a cover image, an extractor R recovers it, opti
 an interference layer of random geometric transforms, and R returns a blank for unmarked images.
 """
 
+from secbench.hiding.embedder import RESIDUALS, BoundedResidual
 from secbench.hiding.interference import INTERFERENCES, Interference
-from secbench.hiding.marks import BLANK, LogoMark, Mark, StructureMark, logo, mark_nc
+from secbench.hiding.marks import BLANK, TARGETS, LogoMark, Mark, StructureMark, logo, mark_nc
 from secbench.hiding.train import HidingConfig, HidingNets, extractor_loss, train_hiding, tune_extractor
 
 __all__ = [
     "BLANK",
+    "BoundedResidual",
     "INTERFERENCES",
     "HidingConfig",
     "HidingNets",
     "Interference",
     "LogoMark",
     "Mark",
+    "RESIDUALS",
     "StructureMark",
+    "TARGETS",
     "extractor_loss",
     "logo",
     "mark_nc",

@@ -14,8 +14,8 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from secbench.errors import SecbenchError
-from secbench.imageops import EDGE_THRESHOLD, edge_mask
+from secbench.errors import SecbenchError, UnknownNameError
+from secbench.imageops import EDGE_THRESHOLD, edge_mask, soft_edges
 from secbench.metrics import normalized_correlation
 
 BLANK = 1.0
@@ -65,11 +65,18 @@ class LogoMark:
         return None
 
 
-class StructureMark:
-    """Structure-aligned mark (arXiv 2108.02360; Poison Ink's trigger): the image's Sobel edge mask
-    painted with a key colour, blank elsewhere. It is recomputed from whatever image is checked, so
-    it follows the image through rotations, crops and resizes.
+TARGETS = ("binary", "soft")
 
+
+class StructureMark:
+    """Structure-aligned mark (arXiv 2108.02360; Poison Ink's trigger): the key colour painted on the
+    image's Sobel structure, blank elsewhere. It is recomputed from whatever image is checked, so it
+    follows the image through rotations, crops and resizes.
+
+    ``target="binary"`` paints the thresholded edge mask (Poison Ink's ``sobel > 28``, the papers'
+    recipe); ``"soft"`` paints it with the strength of :func:`~secbench.imageops.soft_edges`, which a
+    surrogate's blurrier answer still matches (binary one-pixel edges of two models' answers to the
+    same query overlap at NC 0.75 on ``patches``, soft ones at 0.97: README, watermark results).
     ``colour`` (RGB in [0, 1]) fixes the owner's key; ``colour=None`` draws a colour per image with
     every channel in {40, 80, ..., 200}/255, as Poison Ink trains its networks. ``edge_weight`` is
     the extraction-loss weight on edge pixels (13 in Poison Ink; 1 on the background).
@@ -79,9 +86,11 @@ class StructureMark:
     PALETTE = torch.arange(40, 201, 40) / 255
 
     def __init__(self, colour: tuple[float, float, float] | None, *, edge_weight: float = 13.0,
-                 threshold: float = EDGE_THRESHOLD) -> None:
+                 threshold: float = EDGE_THRESHOLD, target: str = "binary") -> None:
+        if target not in TARGETS:
+            raise UnknownNameError("structure target", target, TARGETS)
         self.colour = None if colour is None else torch.tensor(colour, dtype=torch.float32)
-        self.edge_weight, self.threshold = edge_weight, threshold
+        self.edge_weight, self.threshold, self.target = edge_weight, threshold, target
 
     def sample_key(self, n: int, generator: torch.Generator) -> torch.Tensor:
         if self.colour is not None:
@@ -89,15 +98,22 @@ class StructureMark:
         picks = torch.randint(len(self.PALETTE), (n, 3), generator=generator, device=generator.device)
         return self.PALETTE.to(picks.device)[picks].cpu()
 
+    def structure(self, images: torch.Tensor) -> torch.Tensor:
+        """Where the mark lies and how strongly: ``(N, 1, H, W)`` in [0, 1] (binary: {0, 1})."""
+        images = images.detach()
+        if self.target == "soft":
+            return soft_edges(images, self.threshold)
+        return edge_mask(images, self.threshold).to(images.dtype)
+
     def hidden(self, covers: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
         return self.expected(covers, key)
 
     def expected(self, images: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
-        mask = edge_mask(images.detach(), self.threshold).to(images.dtype)
-        return mask * key.to(images)[:, :, None, None] + (1 - mask) * BLANK
+        strength = self.structure(images)
+        return strength * key.to(images)[:, :, None, None] + (1 - strength) * BLANK
 
     def weights(self, images: torch.Tensor) -> torch.Tensor:
-        return 1 + (self.edge_weight - 1) * edge_mask(images.detach(), self.threshold).to(images.dtype)
+        return 1 + (self.edge_weight - 1) * self.structure(images)
 
 
 def mark_nc(extracted: torch.Tensor, expected: torch.Tensor) -> torch.Tensor:

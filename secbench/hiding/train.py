@@ -30,6 +30,7 @@ from torch import nn
 
 from secbench.engine import prepare_model
 from secbench.errors import TrainingDiverged
+from secbench.hiding.embedder import BoundedResidual
 from secbench.hiding.interference import Interference, Transform
 from secbench.hiding.marks import BLANK, Mark
 from secbench.progress import NullProgress, Progress
@@ -148,6 +149,8 @@ def train_hiding(
             index = torch.randint(len(covers), (cfg.batch_size,), generator=generator,
                                   device=generator.device).to(device)
             batch = covers[index]
+            if isinstance(nets.embedder, BoundedResidual):
+                nets.embedder.anneal(step / max(1, cfg.steps - 1))
             key = mark.sample_key(len(batch), generator)
             marked = nets.embed(batch, mark, key)
             fidelity = F.mse_loss(marked, batch)

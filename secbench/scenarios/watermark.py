@@ -29,6 +29,7 @@ from secbench import checkpoint
 from secbench.config import config_hash, option
 from secbench.data import load_dataset
 from secbench.errors import SecbenchError, UnknownNameError
+from secbench.hiding import RESIDUALS, TARGETS
 from secbench.imageops import add_gaussian_noise, add_rain, edge_mask, to_uint8
 from secbench.metrics import auroc, psnr, ssim, success_rate
 from secbench.models.imaging import IMAGE_MODELS, UNet
@@ -57,6 +58,13 @@ class WatermarkConfig:
     loss: str = option("l1", "the thief's content loss: l1 | l2")
     watermark: str = option("", "PNG of the baseline's watermark (default: a generated logo)")
     key: str = option("#f07814", "the structure watermark's key colour (hex RGB)")
+    structure_target: str = option("soft", "the structure mark's strength: soft (Sobel strength, the quick default) | "
+                                           "binary (thresholded edges, as Poison Ink's code)")
+    residual: str = option("bounded", "H's output: bounded (cover + a residual with a guaranteed PSNR, the quick "
+                                      "default) | free (the official sigmoid image)")
+    min_psnr: float = option(36.0, "with --residual bounded: the PSNR every marked answer is guaranteed (dB)")
+    start_psnr: float = option(36.0, "with --residual bounded: the guaranteed PSNR when stage 1 starts, moved "
+                                     "linearly to --min-psnr (a curriculum; equal: none)")
     threshold: float = option(0.95, "NC at or above which an extraction counts as the watermark")
     noise_sigma: float = option(0.1, "denoise task: std of the Gaussian noise, on the 0-1 scale")
     data_seed: int = option(0, "seed of the data split and degradations; fixed while training seeds vary")
@@ -70,8 +78,9 @@ class WatermarkConfig:
     extractor_width: int = option(16, "channels of the extractor R (official 128)")
     task_epochs: int = option(30, "epochs of M and of the independent clean model")
     hiding_steps: int = option(1500, "stage-1 updates of H, R and D (batch 16)")
-    fidelity_start: float = option(0.05, "weight of H's fidelity MSE at the start of stage 1 (ramped geometrically)")
-    fidelity_end: float = option(300.0, "... and at its end (the official code: 1 throughout)")
+    hiding_lr: float = option(1e-3, "Adam learning rate of stage 1 (official 2e-4, for 75,000 steps)")
+    fidelity_start: float = option(1.0, "weight of H's fidelity MSE at the start of stage 1 (ramped geometrically)")
+    fidelity_end: float = option(1.0, "... and at its end (the official code: 1 throughout)")
     tune_steps: int = option(300, "stage-2 updates of R on the owner's own surrogate")
     surrogate_epochs: int = option(20, "epochs of every surrogate (the owner's and the thief's)")
     finetune_epochs: int = option(5, "finetune attack: epochs on the thief's clean pairs")
@@ -102,6 +111,12 @@ class WatermarkConfig:
             raise SecbenchError("sizes, epochs, steps and fidelity weights must be positive")
         if not 0 <= self.prune_amount < 1:
             raise SecbenchError(f"--prune-amount is a fraction in [0, 1), got {self.prune_amount}")
+        if self.structure_target not in TARGETS:
+            raise UnknownNameError("structure target", self.structure_target, TARGETS)
+        if self.residual not in RESIDUALS:
+            raise UnknownNameError("embedder residual", self.residual, RESIDUALS)
+        if min(self.min_psnr, self.start_psnr, self.hiding_lr) <= 0:
+            raise SecbenchError("--min-psnr, --start-psnr and --hiding-lr must be positive")
         self.key_rgb()
         self.attack_kwargs()
 
@@ -140,7 +155,9 @@ class WatermarkConfig:
         return OwnerRecipe(width=self.width, extractor_width=self.extractor_width,
                            depth=int(math.log2(self.patch_size)) - 1, steps=self.hiding_steps, batch_size=16,
                            fidelity=(self.fidelity_start, self.fidelity_end), surrogate="unet",
-                           surrogate_epochs=self.surrogate_epochs, tune_steps=self.tune_steps)
+                           surrogate_epochs=self.surrogate_epochs, tune_steps=self.tune_steps,
+                           residual=self.residual, min_psnr=self.min_psnr, start_psnr=self.start_psnr,
+                           lr=self.hiding_lr)
 
     @classmethod
     def from_dict(cls, cfg: dict[str, Any]) -> WatermarkConfig:
@@ -243,7 +260,7 @@ def _data_fields(cfg: WatermarkConfig) -> dict[str, Any]:
 def _protection(cfg: WatermarkConfig, method: str, covers: torch.Tensor, inputs: torch.Tensor,
                 ctx: RunContext) -> Protection:
     options = ({"size": cfg.patch_size, "watermark": cfg.watermark} if method == "baseline"
-               else {"key": cfg.key_rgb()})
+               else {"key": cfg.key_rgb(), "target": cfg.structure_target})
     recipe = cfg.owner_recipe()
     entry = _entry(ctx, f"{method}-owner", {"data": _data_fields(cfg), "method": method, "options": options,
                                             "recipe": asdict(recipe), "task_epochs": cfg.task_epochs})
@@ -313,7 +330,8 @@ class Watermark(Scenario):
         # the official split (6,000 / 6,000 / 100 at 256×256), widths, 200-epoch stage 1 and 300-epoch surrogates
         "paper": {"patch_size": 256, "n_owner": 6000, "n_attacker": 6000, "n_test": 100, "width": 64,
                   "extractor_width": 128, "task_epochs": 200, "hiding_steps": 75_000, "fidelity_start": 1.0,
-                  "fidelity_end": 1.0, "tune_steps": 20_000, "surrogate_epochs": 300, "finetune_epochs": 20},
+                  "fidelity_end": 1.0, "tune_steps": 20_000, "surrogate_epochs": 300, "finetune_epochs": 20, "hiding_lr": 2e-4,
+                  "structure_target": "binary", "residual": "free"},
     }
     headline = ("wm_success", "wm_nc", "fp_clean_model", "fp_natural", "psnr_wm", "surrogate_psnr")
 
