@@ -177,6 +177,7 @@ def _watermark_results(out: Path, structure_success: float) -> Path:
 
     from secbench import store
 
+    higher = {"wm_success": True, "wm_auroc": True, "psnr_wm": True, "fp_clean_model": False, "fp_natural": False}
     for seed in range(3):
         for method in ("none", "baseline", "structure"):
             for attack in ("none", "crop", "rotate", "resize"):
@@ -184,9 +185,10 @@ def _watermark_results(out: Path, structure_success: float) -> Path:
                            "structure": structure_success}[method]
                 metrics = {"wm_success": success, "wm_auroc": 0.5 + success / 2, "psnr_wm": 37.0,
                            "fp_clean_model": 0.0, "fp_natural": 0.01}
-                record = make_record("watermark", "unet", seed, metrics, attack=attack)
+                record = make_record("watermark", "unet", seed, {}, attack=attack)
                 # each method its own config hash: the store keeps the latest record of a hash
-                record |= {"dataset": "patches/derain", "method": method, "run_id": f"watermark-{method}-{attack}-{seed}",
+                record |= {"dataset": "patches/derain", "method": method, "metrics": metrics,
+                           "higher_is_better": higher, "run_id": f"watermark-{method}-{attack}-{seed}",
                            "config_hash": f"sha256:{method}-{attack}-{seed}"}
                 store.append(out, record)
     return out
