@@ -7,8 +7,8 @@ Training tiles come from scikit-image's ``hubble_deep_field``, ``cell``, ``clock
 ``page`` and ``text``, test tiles from ``retina`` and ``immunohistochemistry`` (disjoint photos, as in
 ``patches``), both overlapping (every 16 pixels). Test tiles with fewer than 2% Sobel edge pixels
 are left out: the owner verifies with queries whose answers have structure, and most of retina is
-its flat black border. Every tile is cut at
-the photo's own scale, so the scenario's resize to 32×32 is the identity.
+its flat black border. Every tile is cut at the photo's own scale, so the scenario's resize to
+32×32 is the identity.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from secbench.imageops import edge_mask
 SPLITS = {"train": ("hubble_deep_field", "cell", "clock", "colorwheel", "page", "text"),
           "test": ("retina", "immunohistochemistry")}
 TILE = 32
-STRIDE = {"train": 16, "test": 16}
+STRIDE = 16
 MIN_TEST_EDGES = 0.02  # the scenario's default --min-edges: flat tiles (retina's black border) carry no mark
 
 
@@ -39,9 +39,8 @@ def main(out: Path) -> None:
             image = np.asarray(getattr(data, name)())
             if image.ndim == 2:
                 image = np.repeat(image[..., None], 3, axis=2)
-            step = STRIDE[split]
-            for r in range(0, image.shape[0] - TILE + 1, step):
-                for c in range(0, image.shape[1] - TILE + 1, step):
+            for r in range(0, image.shape[0] - TILE + 1, STRIDE):
+                for c in range(0, image.shape[1] - TILE + 1, STRIDE):
                     tile = image[r : r + TILE, c : c + TILE, :3]
                     if split == "test" and edge_mask(torch.from_numpy(tile).permute(2, 0, 1)[None].float() / 255
                                                      ).float().mean() < MIN_TEST_EDGES:

@@ -330,8 +330,8 @@ class Watermark(Scenario):
         # the official split (6,000 / 6,000 / 100 at 256×256), widths, 200-epoch stage 1 and 300-epoch surrogates
         "paper": {"patch_size": 256, "n_owner": 6000, "n_attacker": 6000, "n_test": 100, "width": 64,
                   "extractor_width": 128, "task_epochs": 200, "hiding_steps": 75_000, "fidelity_start": 1.0,
-                  "fidelity_end": 1.0, "tune_steps": 20_000, "surrogate_epochs": 300, "finetune_epochs": 20, "hiding_lr": 2e-4,
-                  "structure_target": "binary", "residual": "free"},
+                  "fidelity_end": 1.0, "tune_steps": 20_000, "surrogate_epochs": 300, "finetune_epochs": 20,
+                  "hiding_lr": 2e-4, "structure_target": "binary", "residual": "free"},
     }
     headline = ("wm_success", "wm_nc", "fp_clean_model", "fp_natural", "psnr_wm", "surrogate_psnr")
 
