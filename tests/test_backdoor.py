@@ -210,6 +210,8 @@ def test_smoke_end_to_end_every_attack_and_report(tmp_path: Path):
         assert {"clean_acc", "clean_model_acc", "asr", "robust_acc", "psnr_db", "ssim", "l2", "linf"} <= set(m)
         assert {f"asr_tf_{t}" for t in TRANSFORMS} | {f"tf_target_clean_{t}" for t in TRANSFORMS} <= set(m)
         assert all(0 <= m[k] <= 1 for k in m if k.startswith(("asr", "clean", "robust", "ssim", "tf_")))
+        probes = {"blank_trigger_asr", "other_trigger_asr"}
+        assert probes <= set(m) if name == "poison-ink" else not probes & set(m)
         assert record["n"] == derived["n_asr_test"] == 90  # the 100 smoke test images but the 10 of class 0
         eligible = 30 if name == "sig" else 270  # 300 training images, 30 per class
         assert derived["n_poisoned"] == round(0.1 * eligible)

@@ -11,11 +11,12 @@ from click.testing import CliRunner
 from torch import nn
 
 from attacks.surrogate import build_surrogate
+from defenses.watermark.owner import _nets
 from secbench import store
 from secbench.cli import cli
 from secbench.errors import SecbenchError
 from secbench.registry import create
-from secbench.scenarios.watermark import WatermarkConfig, task_data, verification_queries
+from secbench.scenarios.watermark import Watermark, WatermarkConfig, task_data, verification_queries
 
 
 def run(*args: str) -> tuple[int, str, str]:
@@ -90,6 +91,7 @@ def test_same_seed_same_numbers(smoke: Path, tmp_path: Path) -> None:
         (["--attack-options", "degrees"], "--attack-options takes name=value pairs"),
         (["--patch-size", "24"], "multiple of 16"),
         (["--surrogate", "vgg"], "unknown surrogate 'vgg'"),
+        (["--extractor-output", "tanh"], "unknown extractor output 'tanh'"),
     ],
 )
 def test_bad_options_are_one_line_errors(tmp_path: Path, args: list[str], message: str) -> None:
@@ -153,6 +155,17 @@ def test_config_rejects_impossible_values() -> None:
         WatermarkConfig(prune_amount=1.5)
     with pytest.raises(SecbenchError, match="NC in"):
         WatermarkConfig(threshold=0)
+
+
+def test_extractor_output_is_the_named_activation() -> None:
+    method = create("defense", "watermark-structure")
+    torch.manual_seed(0)
+    for output, negative in (("linear", True), ("relu", False)):
+        extractor = _nets(WatermarkConfig(extractor_output=output).owner_recipe(), method).extractor
+        with torch.no_grad():  # a linear R can write below 0, a ReLU R cannot
+            reading = extractor(torch.rand(2, 3, 16, 16))
+        assert bool((reading < 0).any()) is negative
+    assert Watermark.presets["paper"]["extractor_output"] == "relu"  # the official R
 
 
 def test_task_data_from_an_image_folder(tmp_path: Path) -> None:

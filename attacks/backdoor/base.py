@@ -11,6 +11,7 @@ so that every trigger serves every poisoning mode.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -70,6 +71,12 @@ class BackdoorAttack(abc.ABC):
         """Extra named rows for the scenario's example picture of float ``(N, 3, H, W)`` clean ``images``:
         how the trigger is made (a learned trigger shows its trigger image and what its extractor
         recovers). None for fixed triggers, whose residual row says it all."""
+        return {}
+
+    def probes(self) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+        """Other poisonings than ``apply`` (same contract) that test what a backdoor keys on, by name;
+        the scenario reports the ASR of each as ``<name>_asr``. None for fixed triggers, whose every
+        pixel is the trigger."""
         return {}
 
     def describe(self) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -29,7 +30,7 @@ from secbench import checkpoint
 from secbench.config import config_hash
 from secbench.data.base import ImageSet
 from secbench.errors import SecbenchError
-from secbench.hiding import HidingConfig, HidingNets, Interference, StructureMark, train_hiding
+from secbench.hiding import BLANK, HidingConfig, HidingNets, Interference, StructureMark, train_hiding
 from secbench.models.imaging import DilatedResidualExtractor, PatchDiscriminator, UNet
 from secbench.registry import register
 
@@ -119,6 +120,13 @@ class PoisonInk(BackdoorAttack):
 
     def apply(self, images: torch.Tensor) -> torch.Tensor:
         return self.embed(images, self.trigger(images))
+
+    def probes(self) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+        """``blank_trigger``: the injection network given no edges, only its re-rendering of the cover
+        (a backdoor keyed on the trigger ignores it); ``other_trigger``: given the edges of the next
+        image in the batch (a backdoor keyed on *the image's own* structure ignores it too)."""
+        return {"blank_trigger": lambda images: self.embed(images, torch.full_like(images, BLANK)),
+                "other_trigger": lambda images: self.embed(images, self.trigger(images.roll(1, 0)))}
 
     @torch.no_grad()
     def explain(self, images: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -35,6 +35,10 @@ from secbench.models.imaging import DilatedResidualExtractor, PatchDiscriminator
 from secbench.progress import Progress
 
 _BATCH = 256  # inference batch
+# R's last activation. relu is the official R; its output channels can die (a channel at exactly 0 on
+# half the pixels, where the blank and the key are near 1, has no gradient: stage 1 then never leaves
+# its plateau, README watermark results), which a linear output cannot.
+EXTRACTOR_OUTPUTS = {"relu": "relu", "linear": "none"}
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,7 @@ class OwnerRecipe:
     min_psnr: float = 36.0  # a bounded H's guaranteed PSNR of every marked output
     start_psnr: float | None = None  # ... and its bound when stage 1 starts (None: min_psnr throughout)
     lr: float = 2e-4  # stage-1 Adam learning rate (official)
+    extractor_output: str = "relu"  # R's last activation, a key of EXTRACTOR_OUTPUTS (relu: official)
 
 
 @dataclass
@@ -100,6 +105,8 @@ def quantize(images: torch.Tensor) -> torch.Tensor:
 def _nets(recipe: OwnerRecipe, method: WatermarkMethod) -> HidingNets:
     if recipe.residual not in RESIDUALS:
         raise UnknownNameError("embedder residual", recipe.residual, RESIDUALS)
+    if recipe.extractor_output not in EXTRACTOR_OUTPUTS:
+        raise UnknownNameError("extractor output", recipe.extractor_output, tuple(EXTRACTOR_OUTPUTS))
     bounded = recipe.residual == "bounded"
     embedder = UNet(6, 3, width=recipe.width, depth=recipe.depth, norm="instance",
                     out_act="none" if bounded else "sigmoid")
@@ -108,7 +115,8 @@ def _nets(recipe: OwnerRecipe, method: WatermarkMethod) -> HidingNets:
                                    edge_focus=method.edge_focus)
     return HidingNets(
         embedder,
-        DilatedResidualExtractor(3, 3, width=recipe.extractor_width),
+        DilatedResidualExtractor(3, 3, width=recipe.extractor_width,
+                                 out_act=EXTRACTOR_OUTPUTS[recipe.extractor_output]),  # type: ignore[arg-type]
         PatchDiscriminator(3, width=recipe.width),
     )
 

@@ -17,6 +17,10 @@ Metrics, higher is better from the attacker's side:
   put through the same transformation, that reach the target anyway. A transformation the backdoored
   model has learnt to answer with the target raises both, so an ``asr_tf`` is the trigger's own only
   where ``tf_target_clean`` stays low.
+- ``blank_trigger_asr``, ``other_trigger_asr`` (Poison Ink): the ASR when the injection network hides
+  a blank trigger, or another image's edges, in the same images (``BackdoorAttack.probes``): near 0
+  when the backdoor keys on the image's own hidden structure, near ``asr`` when it keys on the
+  network's rendering.
 - ``asr_aug_<name>`` and ``clean_acc_aug_<name>``: the ASR and CA of a victim that also trained with
   that transformation as augmentation (``--train-augment``, one more training run each, off by default).
 
@@ -32,7 +36,7 @@ from typing import Any
 import torch
 
 from attacks.backdoor import BackdoorAttack
-from attacks.backdoor.poison import PoisonedTest
+from attacks.backdoor.poison import PoisonedTest, transform_uint8
 from attacks.backdoor.transforms import TRANSFORMS, parse_names, transform_images
 from secbench.config import option_flag, resolve
 from secbench.engine import accuracy
@@ -149,6 +153,9 @@ class Backdoor(Scenario):
             **stealthiness(test),
             **trigger_robustness(model, test, ctx),
         }
+        for name, probe in backdoored.attack.probes().items():
+            metrics[f"{name}_asr"] = accuracy(model, test.as_target(transform_uint8(test.clean.images, probe)),
+                                              device=device)
         for name in parse_names(config.train_augment):
             augmented = train_backdoored(config, ctx, train_augment=name, data=data)
             metrics[f"asr_aug_{name}"] = accuracy(augmented.model, test.as_target(), device=device)
@@ -160,8 +167,8 @@ class Backdoor(Scenario):
         ctx.write_json("poisoning.json", {"index": poisoned.index.tolist(), "noise_index": poisoned.noise_index.tolist(),
                                           "attack": backdoored.attack.describe()})
         # the attacker's side: RA and the perturbation sizes are what the attacker wants small
-        better = {k: k not in ("robust_acc", "l2", "linf", "clean_model_asr") and not k.startswith("tf_target_clean")
-                  for k in metrics}
+        better = {k: k not in ("robust_acc", "l2", "linf", "clean_model_asr", "blank_trigger_asr", "other_trigger_asr")
+                  and not k.startswith("tf_target_clean") for k in metrics}
         derived = {**describe_poisoning(backdoored), "epochs": len(backdoored.history["loss"]),
                    "victim_cached": victim.cached, "backdoored_cached": backdoored.cached}
         return Outcome(metrics, better, n=len(test.clean), dataset_fingerprint=data.fingerprint(), derived=derived)

@@ -24,7 +24,7 @@ from torch import nn
 
 from attacks.augment import AUGMENTATIONS
 from attacks.surrogate import CONTENT_LOSSES, build_surrogate, image_train_config, train_image_model
-from defenses.watermark.owner import OwnerRecipe, Protection, protect, quantize
+from defenses.watermark.owner import EXTRACTOR_OUTPUTS, OwnerRecipe, Protection, protect, quantize
 from secbench import checkpoint
 from secbench.config import config_hash, option
 from secbench.data import load_dataset
@@ -62,6 +62,8 @@ class WatermarkConfig:
                                            "binary (thresholded edges, as Poison Ink's code)")
     residual: str = option("bounded", "H's output: bounded (cover + a residual with a guaranteed PSNR, the quick "
                                       "default) | free (the official sigmoid image)")
+    extractor_output: str = option("linear", "R's last activation: linear (the quick default: cannot die) | relu "
+                                             "(the official R)")
     min_psnr: float = option(36.0, "with --residual bounded: the PSNR every marked answer is guaranteed (dB)")
     start_psnr: float = option(36.0, "with --residual bounded: the guaranteed PSNR when stage 1 starts, moved "
                                      "linearly to --min-psnr (a curriculum; equal: none)")
@@ -115,6 +117,8 @@ class WatermarkConfig:
             raise UnknownNameError("structure target", self.structure_target, TARGETS)
         if self.residual not in RESIDUALS:
             raise UnknownNameError("embedder residual", self.residual, RESIDUALS)
+        if self.extractor_output not in EXTRACTOR_OUTPUTS:
+            raise UnknownNameError("extractor output", self.extractor_output, tuple(EXTRACTOR_OUTPUTS))
         if min(self.min_psnr, self.start_psnr, self.hiding_lr) <= 0:
             raise SecbenchError("--min-psnr, --start-psnr and --hiding-lr must be positive")
         self.key_rgb()
@@ -157,7 +161,7 @@ class WatermarkConfig:
                            fidelity=(self.fidelity_start, self.fidelity_end), surrogate="unet",
                            surrogate_epochs=self.surrogate_epochs, tune_steps=self.tune_steps,
                            residual=self.residual, min_psnr=self.min_psnr, start_psnr=self.start_psnr,
-                           lr=self.hiding_lr)
+                           lr=self.hiding_lr, extractor_output=self.extractor_output)
 
     @classmethod
     def from_dict(cls, cfg: dict[str, Any]) -> WatermarkConfig:
@@ -331,7 +335,8 @@ class Watermark(Scenario):
         "paper": {"patch_size": 256, "n_owner": 6000, "n_attacker": 6000, "n_test": 100, "width": 64,
                   "extractor_width": 128, "task_epochs": 200, "hiding_steps": 75_000, "fidelity_start": 1.0,
                   "fidelity_end": 1.0, "tune_steps": 20_000, "surrogate_epochs": 300, "finetune_epochs": 20,
-                  "hiding_lr": 2e-4, "structure_target": "binary", "residual": "free"},
+                  "hiding_lr": 2e-4, "structure_target": "binary", "residual": "free",
+                  "extractor_output": "relu"},
     }
     headline = ("wm_success", "wm_nc", "fp_clean_model", "fp_natural", "psnr_wm", "surrogate_psnr")
 
