@@ -29,9 +29,18 @@ from attacks.backdoor.base import BackdoorAttack, TrainingContext
 from secbench import checkpoint
 from secbench.config import config_hash
 from secbench.data.base import ImageSet
-from secbench.errors import SecbenchError
-from secbench.hiding import BLANK, HidingConfig, HidingNets, Interference, StructureMark, train_hiding
-from secbench.models.imaging import DilatedResidualExtractor, PatchDiscriminator, UNet
+from secbench.errors import SecbenchError, UnknownNameError
+from secbench.hiding import (
+    BLANK,
+    EXTRACTOR_OUTPUTS,
+    RESIDUALS,
+    HidingConfig,
+    HidingNets,
+    Interference,
+    StructureMark,
+    build_hiding_nets,
+    train_hiding,
+)
 from secbench.registry import register
 
 GREEN = (80 / 255, 160 / 255, 80 / 255)  # the released poisoning colour
@@ -51,6 +60,12 @@ class PoisonInk(BackdoorAttack):
         fidelity_start, fidelity_end: the injection MSE weight's geometric ramp (1, 1: the official constant).
         adversarial: add the PatchGAN discriminator (the paper's last, optional stage; weight 0.01).
         colour: the ink of poisoned images, RGB in [0, 1].
+        residual: the injection network's output, ``free`` (the official sigmoid image) or ``bounded``
+            (the watermark core's :class:`~secbench.hiding.BoundedResidual`: PSNR ≥ ``min_psnr`` by construction).
+        extractor_output: the guidance extractor's last activation (``secbench.hiding.EXTRACTOR_OUTPUTS``).
+        noise_ratio: blank-trigger images per poisoned image, true labels kept (``noise``): a departure
+            from the paper (0), like WaNet's noise mode, so that the injection network's rendering of a
+            cover is no feature of the backdoor.
     """
 
     name: ClassVar[str] = "poison-ink"
@@ -61,6 +76,9 @@ class PoisonInk(BackdoorAttack):
     fidelity_end: float = 30.0
     adversarial: bool = False
     colour: tuple[float, float, float] = GREEN
+    residual: str = "free"
+    min_psnr: float = 36.0
+    extractor_output: str = "relu"
     _nets: HidingNets | None = field(default=None, init=False, repr=False, compare=False)
     _device: torch.device = field(default=torch.device("cpu"), init=False, repr=False, compare=False)
 
@@ -69,11 +87,17 @@ class PoisonInk(BackdoorAttack):
             raise SecbenchError("poison-ink needs positive steps, width and fidelity weights")
         if not all(0 <= c <= 1 for c in self.colour):
             raise SecbenchError(f"poison-ink colour is RGB in [0, 1], got {self.colour}")
+        if self.noise_ratio < 0:
+            raise SecbenchError(f"poison-ink noise_ratio is a count per poisoned image, >= 0, got {self.noise_ratio}")
+        if self.residual not in RESIDUALS:  # before any training
+            raise UnknownNameError("poison-ink residual", self.residual, RESIDUALS)
+        if self.extractor_output not in EXTRACTOR_OUTPUTS:
+            raise UnknownNameError("poison-ink extractor output", self.extractor_output, tuple(EXTRACTOR_OUTPUTS))
 
     def _build(self) -> HidingNets:
-        h = UNet(6, 3, width=self.width, depth=5, norm="instance")
-        r = DilatedResidualExtractor(3, 3, width=2 * self.width, dilations=(2, 2, 2, 4, 4, 4, 1))
-        return HidingNets(h, r, PatchDiscriminator(3, width=self.width) if self.adversarial else None)
+        return build_hiding_nets(width=self.width, depth=5, extractor_width=2 * self.width,
+                                 dilations=(2, 2, 2, 4, 4, 4, 1), residual=self.residual, min_psnr=self.min_psnr,
+                                 extractor_output=self.extractor_output, discriminator=self.adversarial)
 
     def prepare(self, train: ImageSet, ctx: TrainingContext) -> None:
         """Train the injection network and extractor on the clean training images, or load them."""
@@ -121,11 +145,15 @@ class PoisonInk(BackdoorAttack):
     def apply(self, images: torch.Tensor) -> torch.Tensor:
         return self.embed(images, self.trigger(images))
 
+    def noise(self, images: torch.Tensor) -> torch.Tensor:
+        """The cover rendered by the injection network with a blank trigger (what ``blank_trigger`` probes)."""
+        return self.embed(images, torch.full_like(images, BLANK))
+
     def probes(self) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
         """``blank_trigger``: the injection network given no edges, only its re-rendering of the cover
         (a backdoor keyed on the trigger ignores it); ``other_trigger``: given the edges of the next
         image in the batch (a backdoor keyed on *the image's own* structure ignores it too)."""
-        return {"blank_trigger": lambda images: self.embed(images, torch.full_like(images, BLANK)),
+        return {"blank_trigger": self.noise,
                 "other_trigger": lambda images: self.embed(images, self.trigger(images.roll(1, 0)))}
 
     @torch.no_grad()

@@ -20,25 +20,11 @@ from torch import nn
 from attacks.surrogate import build_surrogate, image_train_config, train_image_model
 from defenses.watermark.methods import WatermarkMethod
 from secbench import checkpoint
-from secbench.errors import UnknownNameError
-from secbench.hiding import (
-    RESIDUALS,
-    BoundedResidual,
-    HidingConfig,
-    HidingNets,
-    mark_nc,
-    train_hiding,
-    tune_extractor,
-)
+from secbench.hiding import HidingConfig, HidingNets, build_hiding_nets, mark_nc, train_hiding, tune_extractor
 from secbench.imageops import to_uint8
-from secbench.models.imaging import DilatedResidualExtractor, PatchDiscriminator, UNet
 from secbench.progress import Progress
 
 _BATCH = 256  # inference batch
-# R's last activation. relu is the official R; its output channels can die (a channel at exactly 0 on
-# half the pixels, where the blank and the key are near 1, has no gradient: stage 1 then never leaves
-# its plateau, README watermark results), which a linear output cannot.
-EXTRACTOR_OUTPUTS = {"relu": "relu", "linear": "none"}
 
 
 @dataclass(frozen=True)
@@ -59,7 +45,7 @@ class OwnerRecipe:
     min_psnr: float = 36.0  # a bounded H's guaranteed PSNR of every marked output
     start_psnr: float | None = None  # ... and its bound when stage 1 starts (None: min_psnr throughout)
     lr: float = 2e-4  # stage-1 Adam learning rate (official)
-    extractor_output: str = "relu"  # R's last activation, a key of EXTRACTOR_OUTPUTS (relu: official)
+    extractor_output: str = "relu"  # R's last activation: secbench.hiding.EXTRACTOR_OUTPUTS (relu: official)
 
 
 @dataclass
@@ -103,22 +89,9 @@ def quantize(images: torch.Tensor) -> torch.Tensor:
 
 
 def _nets(recipe: OwnerRecipe, method: WatermarkMethod) -> HidingNets:
-    if recipe.residual not in RESIDUALS:
-        raise UnknownNameError("embedder residual", recipe.residual, RESIDUALS)
-    if recipe.extractor_output not in EXTRACTOR_OUTPUTS:
-        raise UnknownNameError("extractor output", recipe.extractor_output, tuple(EXTRACTOR_OUTPUTS))
-    bounded = recipe.residual == "bounded"
-    embedder = UNet(6, 3, width=recipe.width, depth=recipe.depth, norm="instance",
-                    out_act="none" if bounded else "sigmoid")
-    if bounded:
-        embedder = BoundedResidual(embedder, min_psnr=recipe.min_psnr, start_psnr=recipe.start_psnr,
-                                   edge_focus=method.edge_focus)
-    return HidingNets(
-        embedder,
-        DilatedResidualExtractor(3, 3, width=recipe.extractor_width,
-                                 out_act=EXTRACTOR_OUTPUTS[recipe.extractor_output]),  # type: ignore[arg-type]
-        PatchDiscriminator(3, width=recipe.width),
-    )
+    return build_hiding_nets(width=recipe.width, depth=recipe.depth, extractor_width=recipe.extractor_width,
+                             residual=recipe.residual, min_psnr=recipe.min_psnr, start_psnr=recipe.start_psnr,
+                             edge_focus=method.edge_focus, extractor_output=recipe.extractor_output)
 
 
 def protect(

@@ -8,11 +8,13 @@ an interference layer of random geometric transforms, and R returns a blank for 
 from secbench.hiding.embedder import RESIDUALS, BoundedResidual
 from secbench.hiding.interference import INTERFERENCES, Interference
 from secbench.hiding.marks import BLANK, TARGETS, LogoMark, Mark, StructureMark, logo, mark_nc
+from secbench.hiding.nets import EXTRACTOR_OUTPUTS, build_hiding_nets
 from secbench.hiding.train import HidingConfig, HidingNets, extractor_loss, train_hiding, tune_extractor
 
 __all__ = [
     "BLANK",
     "BoundedResidual",
+    "EXTRACTOR_OUTPUTS",
     "INTERFERENCES",
     "HidingConfig",
     "HidingNets",
@@ -22,6 +24,7 @@ __all__ = [
     "RESIDUALS",
     "StructureMark",
     "TARGETS",
+    "build_hiding_nets",
     "extractor_loss",
     "logo",
     "mark_nc",

@@ -24,12 +24,12 @@ from torch import nn
 
 from attacks.augment import AUGMENTATIONS
 from attacks.surrogate import CONTENT_LOSSES, build_surrogate, image_train_config, train_image_model
-from defenses.watermark.owner import EXTRACTOR_OUTPUTS, OwnerRecipe, Protection, protect, quantize
+from defenses.watermark.owner import OwnerRecipe, Protection, protect, quantize
 from secbench import checkpoint
 from secbench.config import config_hash, option
 from secbench.data import load_dataset
 from secbench.errors import SecbenchError, UnknownNameError
-from secbench.hiding import RESIDUALS, TARGETS
+from secbench.hiding import EXTRACTOR_OUTPUTS, RESIDUALS, TARGETS
 from secbench.imageops import add_gaussian_noise, add_rain, edge_mask, to_uint8
 from secbench.metrics import auroc, psnr, ssim, success_rate
 from secbench.models.imaging import IMAGE_MODELS, UNet
