@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from secbench.data import load_dataset
-from secbench.errors import SecbenchError
+from secbench.errors import SecbenchError, UnknownNameError
 from secbench.imageops import edge_mask
+from secbench.metrics import psnr
 from secbench.progress import NullProgress
 from secbench.registry import create
 
@@ -70,3 +71,20 @@ def test_apply_before_prepare_and_bad_sizes_are_errors(tmp_path):
         create("attack", "poison-ink", seed=0, steps=1).prepare(odd, _ctx(tmp_path))
     with pytest.raises(SecbenchError, match="positive"):
         create("attack", "poison-ink", seed=0, steps=0)
+
+
+def test_bounded_injection_holds_its_psnr_and_noise_mode_renders_a_blank_trigger(tmp_path):
+    train = load_dataset("shapes", n_train=16, n_test=8).train
+    attack = create("attack", "poison-ink", seed=0, steps=2, batch_size=8, width=4, residual="bounded", min_psnr=30,
+                    extractor_output="linear", noise_ratio=1.0)
+    attack.prepare(train, _ctx(tmp_path))
+    images = train.floats()
+    for poisoned in (attack.apply(images), attack.noise(images)):
+        assert psnr(images, poisoned).min() >= 30 - 1e-3  # clamping to [0, 1] only moves pixels closer
+    blank = torch.full_like(images, 1.0)
+    assert torch.equal(attack.noise(images), attack.embed(images, blank))
+    assert set(attack.probes()) == {"blank_trigger", "other_trigger"}
+    with pytest.raises(UnknownNameError, match="did you mean 'bounded'"):
+        create("attack", "poison-ink", seed=0, residual="bounde")
+    with pytest.raises(UnknownNameError, match="extractor output"):
+        create("attack", "poison-ink", seed=0, extractor_output="tanh")
