@@ -245,3 +245,15 @@ def test_bad_options_are_one_line_errors_with_exit_2(options, message, tmp_path:
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], lines
+
+
+def test_poison_ink_options_reach_the_trigger_and_name_the_record(tmp_path: Path):
+    args = ["run", "backdoor", "--preset", "smoke", "--attack", "poison-ink", "--device", "cpu", "--out", str(tmp_path),
+            "--trigger-residual", "bounded", "--trigger-extractor-output", "linear", "--blank-trigger-ratio", "1"]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    record = store.load_records(tmp_path)[-1]
+    assert record["attack"] == ("poison-ink --trigger-residual bounded --trigger-extractor-output linear "
+                                "--blank-trigger-ratio 1")
+    assert record["derived"]["n_noise"] == record["derived"]["n_poisoned"] == 27
+    assert record["metrics"]["psnr_db"] >= 35.9  # the bound (36 dB) but for 8-bit rounding

@@ -36,6 +36,7 @@ from typing import Any
 import torch
 
 from attacks.backdoor import BackdoorAttack
+from attacks.backdoor.base import backdoor_class
 from attacks.backdoor.poison import PoisonedTest, transform_uint8
 from attacks.backdoor.transforms import TRANSFORMS, parse_names, transform_images
 from secbench.config import option_flag, resolve
@@ -44,13 +45,21 @@ from secbench.metrics import psnr, ssim
 from secbench.plots import image_rows
 from secbench.registry import register
 from secbench.scenarios.backdoor_defense import run_defense
-from secbench.scenarios.backdoored import BackdoorConfig, describe_poisoning, load_data, train_backdoored
+from secbench.scenarios.backdoored import (
+    BackdoorConfig,
+    describe_poisoning,
+    is_learned,
+    load_data,
+    train_backdoored,
+)
 from secbench.scenarios.base import Outcome, RunContext, Scenario
 from secbench.scenarios.victim import PAPER_RECIPE, SMOKE_RECIPE, VictimConfig, train_victim
 
 RESIDUAL_GAIN = 10  # the residual picture shows |poisoned - clean| x 10
 _EXAMPLES = 6
 SHARED_DEFENSE_SETTINGS = ("defense_data", "defense_epochs", "defense_lr")
+# a learned trigger's options, named in the record's attack when they differ from the preset's
+TRIGGER_SETTINGS = ("trigger_residual", "trigger_min_psnr", "trigger_extractor_output", "blank_trigger_ratio")
 POISONING_SETTINGS = ("poison_rate",)  # a defense may read it, but ``method`` already names it
 
 
@@ -119,7 +128,10 @@ class Backdoor(Scenario):
         """``method`` names the poisoning and ``defense`` the defense with the settings it changes from the
         preset, so that reports never average over different rates, modes or defense settings."""
         mode = cfg["mode"] + (f"→{cfg['target']}" if cfg["mode"] == "all-to-one" else "")
+        defaults = resolve(self.Config, self.presets, preset, {})
+        learned = [k for k in TRIGGER_SETTINGS if is_learned(backdoor_class(cfg["attack"])) and k in cfg and cfg[k] != defaults[k]]
         return {**super().identity(cfg, preset),
+                "attack": " ".join([cfg["attack"], *(_as_option(k, cfg[k]) for k in learned)]),
                 "method": f"{cfg['threat_model']}, {mode}, rate {cfg['poison_rate']:g}",
                 "defense": self.defense_label(cfg, preset)}
 

@@ -41,6 +41,7 @@ from secbench.config import config_hash, option
 from secbench.data import DataSplits, ImageSet, load_dataset
 from secbench.engine import BatchHook, fit
 from secbench.errors import SecbenchError, UnknownNameError
+from secbench.hiding import EXTRACTOR_OUTPUTS, RESIDUALS
 from secbench.registry import create, create_model
 from secbench.scenarios.base import RunContext
 from secbench.scenarios.victim import DATASET_HELP, VictimConfig
@@ -66,6 +67,13 @@ class BackdoorConfig(VictimConfig):
     train_augment: str = option("", "extra victim augmentations, each one more training run: flip, crop, rotate, "
                                     "resize, jpeg, blur, noise, color, a comma list, or all")
     trigger_steps: int = option(1500, "updates of a learned trigger's networks (poison-ink's injection network)")
+    trigger_residual: str = option("free", "poison-ink's injection output: free (the official sigmoid image) | "
+                                           "bounded (PSNR >= --trigger-min-psnr by construction)")
+    trigger_min_psnr: float = option(36.0, "with --trigger-residual bounded: the PSNR every poisoned image keeps (dB)")
+    trigger_extractor_output: str = option("relu", "poison-ink's guidance extractor's last activation: relu (official) "
+                                                   "| linear")
+    blank_trigger_ratio: float = option(0.0, "poison-ink: covers rendered by the injection network with a blank "
+                                             "trigger, true labels kept, per poisoned image (a noise mode; 0: the paper)")
     defense: str = option("", "backdoor defenses applied to the backdoored model (neural-cleanse, strip, "
                               "spectral-signatures, activation-clustering, fine-pruning, nad, anp), a comma list, "
                               "or all; empty: measure the attack alone")
@@ -94,6 +102,12 @@ class BackdoorConfig(VictimConfig):
         super().__post_init__()
         if self.threat_model not in THREAT_MODELS:
             raise UnknownNameError("--threat-model", self.threat_model, THREAT_MODELS)
+        if self.trigger_residual not in RESIDUALS:
+            raise UnknownNameError("--trigger-residual", self.trigger_residual, RESIDUALS)
+        if self.trigger_extractor_output not in EXTRACTOR_OUTPUTS:
+            raise UnknownNameError("--trigger-extractor-output", self.trigger_extractor_output, tuple(EXTRACTOR_OUTPUTS))
+        if self.blank_trigger_ratio < 0 or self.trigger_min_psnr <= 0:
+            raise SecbenchError("--blank-trigger-ratio must be >= 0 and --trigger-min-psnr positive")
         if not 0.0 < self.poison_rate <= 1.0:
             raise SecbenchError(f"--poison-rate must be in (0, 1], got {self.poison_rate}")
         if self.target < 0:
@@ -189,7 +203,7 @@ def train_backdoored(cfg: BackdoorConfig, ctx: RunContext, *, train_augment: str
     """
     name = cfg.attack
     data = data or load_data(cfg)
-    trigger: BackdoorAttack = create("attack", name, seed=ctx.seed, **_trigger_budget(backdoor_class(name), cfg))
+    trigger: BackdoorAttack = create("attack", name, seed=ctx.seed, **_trigger_options(backdoor_class(name), cfg))
     trigger.prepare(data.train, ctx)
     setting = {"rate": cfg.poison_rate, "mode": cfg.mode, "target": cfg.target, "num_classes": data.num_classes}
     poisoned = poison_training_set(data.train, trigger, **setting, seed=ctx.seed)
@@ -237,9 +251,18 @@ def fit_victim(cfg: BackdoorConfig, data: DataSplits, inputs: ImageSet, ctx: Run
     return model, history
 
 
-def _trigger_budget(attack: type[BackdoorAttack], cfg: BackdoorConfig) -> dict[str, Any]:
-    """The training budget of a learned trigger (an attack with a ``steps`` field); none for fixed ones."""
-    return {"steps": cfg.trigger_steps} if "steps" in {f.name for f in fields(attack)} else {}
+def is_learned(attack: type[BackdoorAttack]) -> bool:
+    """Whether ``attack`` trains networks for its trigger (it has a ``steps`` budget)."""
+    return "steps" in {f.name for f in fields(attack)}
+
+
+def _trigger_options(attack: type[BackdoorAttack], cfg: BackdoorConfig) -> dict[str, Any]:
+    """The options of a learned trigger (an attack with a ``steps`` field: its networks' budget and
+    shape, its blank-trigger noise mode); none for fixed triggers, which keep their own noise modes."""
+    if not is_learned(attack):
+        return {}
+    return {"steps": cfg.trigger_steps, "residual": cfg.trigger_residual, "min_psnr": cfg.trigger_min_psnr,
+            "extractor_output": cfg.trigger_extractor_output, "noise_ratio": cfg.blank_trigger_ratio}
 
 
 def describe_poisoning(backdoored: Backdoored) -> dict[str, Any]:
