@@ -123,6 +123,19 @@ def test_clean_label_and_noise_mode_keep_labels():
                             seed=0)
 
 
+def test_whole_set_rate_counts_every_training_image_and_draws_from_the_eligible_ones():
+    data = _labelled()  # 200 images, 50 per class
+    sig = poison_training_set(data, create("attack", "sig"), rate=0.2, mode="all-to-one", target=2, num_classes=4,
+                              seed=0, basis="all")
+    assert len(sig.index) == round(0.2 * 200) == 40 and (data.labels[sig.index] == 2).all()
+    badnets = poison_training_set(data, create("attack", "badnets"), rate=0.2, mode="all-to-one", target=2,
+                                  num_classes=4, seed=0, basis="all")
+    assert len(badnets.index) == 40 and (data.labels[badnets.index] != 2).all()
+    with pytest.raises(SecbenchError, match="more than the 50 target-class images"):
+        poison_training_set(data, create("attack", "sig"), rate=0.3, mode="all-to-one", target=2, num_classes=4,
+                            seed=0, basis="all")
+
+
 class _Constant(nn.Module):
     """Always predicts class ``k`` (of 4)."""
 

@@ -47,6 +47,9 @@ def test_injection_network_is_cached_and_reloaded(trained, tmp_path):
     again.prepare(train, _ctx(cache))  # loads: no training (a retrain would take far longer than this test)
     images = train.floats()[:8]
     assert torch.allclose(again.apply(images), attack.apply(images), atol=1e-5)
+    noisy = create("attack", "poison-ink", seed=0, steps=200, batch_size=8, width=4, fidelity_end=3.0, noise_ratio=1.0)
+    noisy.prepare(train, _ctx(cache))  # the noise mode reuses the same networks
+    assert len(list(cache.glob("poison-ink-*"))) == 1 and torch.allclose(noisy.apply(images), attack.apply(images), atol=1e-5)
 
 
 def test_poisoned_images_are_images_and_training_learns(trained):

@@ -11,10 +11,11 @@ dirty-label, all    every image                             every image (target:
 clean-label (SIG)   target-class images (labels kept)       every image not of the target class
 =================== ======================================= ========================================
 
-Exactly ``round(rate × eligible)`` images are poisoned, drawn from the seed. (BackdoorBench counts the
-rate over the whole training set and draws from all images, the target class included; at 10 classes
-its 0.1 is 1,000 of 10,000 images where secbench's is 900.) Poisoned images are rounded to 8 bits,
-as a stored image would be.
+Exactly ``round(rate × eligible)`` images are poisoned, drawn from the seed (``basis="eligible"``, the
+default). ``basis="all"`` counts the rate over the whole training set, as BackdoorBench does, and still
+draws from the eligible images: at 10 balanced classes of 1,000, SIG's 0.1 then poisons all 1,000
+target-class images where the default poisons 100, and BadNets' 0.1 poisons 1,000 images where the
+default poisons 900. Poisoned images are rounded to 8 bits, as a stored image would be.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from secbench.data.base import ImageSet
 from secbench.errors import SecbenchError, UnknownNameError
 
 MODES = ("all-to-one", "all-to-all")
+RATE_BASES = ("eligible", "all")  # what a poison rate counts: the images that may be poisoned, or all
 _BATCH = 1024  # images per trigger call: keeps the float copies small on large datasets
 
 
@@ -98,18 +100,26 @@ class PoisonedSet:
 
 
 def poison_training_set(train: ImageSet, attack: BackdoorAttack, *, rate: float, mode: str, target: int,
-                        num_classes: int, seed: int) -> PoisonedSet:
-    """Poison exactly ``round(rate × eligible)`` training images drawn from ``seed`` (see the module's table),
-    plus ``round(attack.noise_ratio × poisoned)`` noise-mode images drawn from the rest, labels kept."""
+                        num_classes: int, seed: int, basis: str = "eligible") -> PoisonedSet:
+    """Poison exactly ``round(rate × eligible)`` training images drawn from ``seed`` (see the module's table;
+    ``basis="all"``: ``round(rate × len(train))`` of the eligible ones), plus ``round(attack.noise_ratio ×
+    poisoned)`` noise-mode images drawn from the rest, labels kept."""
     check_setting(attack, mode=mode, target=target, num_classes=num_classes)
     if not 0.0 < rate <= 1.0:
         raise SecbenchError(f"--poison-rate must be in (0, 1], got {rate}")
+    if basis not in RATE_BASES:
+        raise UnknownNameError("--rate-basis", basis, RATE_BASES)
     labels = train.labels
     eligible = torch.nonzero(labels == target if attack.clean_label else _asr_mask(labels, mode=mode, target=target))
     eligible = eligible.flatten()
-    n_poison = round(rate * len(eligible))
+    counted = len(eligible) if basis == "eligible" else len(train)
+    n_poison = round(rate * counted)
     if n_poison == 0:
-        raise SecbenchError(f"--poison-rate {rate} of {len(eligible)} eligible training images poisons none")
+        raise SecbenchError(f"--poison-rate {rate} of {counted} training images poisons none")
+    if n_poison > len(eligible):
+        what = "target-class images (a clean-label attack)" if attack.clean_label else "eligible images"
+        raise SecbenchError(f"--poison-rate {rate} of all {counted} training images is {n_poison} images, more than "
+                            f"the {len(eligible)} {what}; lower --poison-rate or use --rate-basis eligible")
     generator = torch.Generator().manual_seed(seed)
     index = eligible[torch.randperm(len(eligible), generator=generator)[:n_poison]].sort().values
     untouched = torch.ones(len(train), dtype=torch.bool)

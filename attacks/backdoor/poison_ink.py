@@ -105,7 +105,9 @@ class PoisonInk(BackdoorAttack):
             raise SecbenchError(f"poison-ink's injection UNet needs image sides that are multiples of 32, "
                                 f"got {tuple(train.images.shape[2:])}")
         images_sha = hashlib.sha256(train.images.numpy().tobytes()).hexdigest()
-        key = config_hash({**self.describe(), "images": images_sha, "device": ctx.device.type})
+        # the noise mode only uses the networks: runs with and without it share them
+        options = {k: v for k, v in self.describe().items() if k != "noise_ratio"}
+        key = config_hash({**options, "images": images_sha, "device": ctx.device.type})
         entry = ctx.cache / f"poison-ink-{key.split(':')[1][:16]}"
         torch.manual_seed(self.seed)  # initialised from the attack's own seed, whatever ran before
         nets = self._build()

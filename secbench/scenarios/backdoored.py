@@ -25,6 +25,7 @@ from torch import nn
 
 from attacks.backdoor import BackdoorAttack, backdoor_attack_names, backdoor_class
 from attacks.backdoor.poison import (
+    RATE_BASES,
     PairedPoison,
     PoisonedSet,
     PoisonedTest,
@@ -60,6 +61,8 @@ class BackdoorConfig(VictimConfig):
     attack: str = option("badnets", "a backdoor attack (badnets | blended | sig | wanet | poison-ink), a comma list, or all")
     poison_rate: float = option(0.1, "fraction of the eligible training images poisoned: those not of the "
                                      "target class (all-to-one), all (all-to-all), the target class (clean-label)")
+    rate_basis: str = option("eligible", "what --poison-rate counts: eligible (the images that may be poisoned) | "
+                                         "all (the whole training set, as BackdoorBench counts it)")
     target: int = option(0, "target class of all-to-one poisoning")
     mode: str = option("all-to-one", "all-to-one | all-to-all (label y -> y+1 mod C)")
     threat_model: str = option("data-poisoning", "data-poisoning (the victim trains on poisoned data) | "
@@ -110,6 +113,8 @@ class BackdoorConfig(VictimConfig):
             raise SecbenchError("--blank-trigger-ratio must be >= 0 and --trigger-min-psnr positive")
         if not 0.0 < self.poison_rate <= 1.0:
             raise SecbenchError(f"--poison-rate must be in (0, 1], got {self.poison_rate}")
+        if self.rate_basis not in RATE_BASES:
+            raise UnknownNameError("--rate-basis", self.rate_basis, RATE_BASES)
         if self.target < 0:
             raise SecbenchError(f"--target must be a class index, got {self.target}")
         parse_names(self.train_augment)
@@ -205,7 +210,8 @@ def train_backdoored(cfg: BackdoorConfig, ctx: RunContext, *, train_augment: str
     data = data or load_data(cfg)
     trigger: BackdoorAttack = create("attack", name, seed=ctx.seed, **_trigger_options(backdoor_class(name), cfg))
     trigger.prepare(data.train, ctx)
-    setting = {"rate": cfg.poison_rate, "mode": cfg.mode, "target": cfg.target, "num_classes": data.num_classes}
+    setting = {"rate": cfg.poison_rate, "mode": cfg.mode, "target": cfg.target, "num_classes": data.num_classes,
+               "basis": cfg.rate_basis}
     poisoned = poison_training_set(data.train, trigger, **setting, seed=ctx.seed)
     test = poison_test_set(data.test, trigger, mode=cfg.mode, target=cfg.target, num_classes=data.num_classes)
 
