@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from torch import nn
 
 from attacks.backdoor import backdoor_attack_names
-from attacks.backdoor.poison import PairedPoison, poison_test_set, poison_training_set
+from attacks.backdoor.poison import PairedPoison, poison_test_set, poison_training_set, to_uint8
 from attacks.backdoor.transforms import TRANSFORMS, AugmentBatches, parse_names, transform_images
 from secbench import store
 from secbench.cli import cli
@@ -20,7 +20,7 @@ from secbench.data.base import ImageSet
 from secbench.engine import TrainConfig, accuracy, fit, recalibrate_batchnorm, seed_everything
 from secbench.errors import SecbenchError
 from secbench.registry import create
-from secbench.scenarios.backdoor import Backdoor
+from secbench.scenarios.backdoor import Backdoor, probe_asrs
 from secbench.scenarios.backdoored import BackdoorConfig, train_backdoored
 from secbench.scenarios.base import RunContext
 
@@ -157,6 +157,23 @@ def test_asr_excludes_target_class_images():
     every = poison_test_set(test, create("attack", "badnets"), mode="all-to-all", target=0, num_classes=4)
     assert len(every.clean) == 40 and torch.equal(every.targets, (test.labels + 1) % 4)
     assert accuracy(_Constant(1), every.as_target(), device=CPU) == 0.25
+
+
+def test_probe_asr_is_measured_on_exactly_the_non_target_covers():
+    test = _labelled(40)
+    seen = []
+
+    def probe(images: torch.Tensor) -> torch.Tensor:
+        seen.append(images.clone())
+        return images
+
+    attack = create("attack", "badnets")
+    attack.probes = lambda: {"blank_trigger": probe}  # a recording probe in place of the (empty) fixed-trigger set
+    one = poison_test_set(test, attack, mode="all-to-one", target=0, num_classes=4)
+    assert probe_asrs(_Constant(0), attack, one, device=CPU) == {"blank_trigger_asr": 1.0}
+    assert probe_asrs(_Constant(1), attack, one, device=CPU) == {"blank_trigger_asr": 0.0}
+    covers = torch.cat(seen[:1])
+    assert torch.equal(to_uint8(covers), test.images[test.labels != 0])  # the clean covers, not poisoned ones
 
 
 def test_paired_poison_doubles_every_batch_in_training_and_batchnorm_pass():

@@ -91,6 +91,14 @@ def trigger_robustness(model: torch.nn.Module, test: PoisonedTest, ctx: RunConte
     return metrics
 
 
+def probe_asrs(model: torch.nn.Module, attack: BackdoorAttack, test: PoisonedTest, *,
+               device: torch.device) -> dict[str, float]:
+    """``<probe>_asr`` for each of the attack's probes: the ASR when the probe, not ``apply``, poisons
+    the clean test images the ASR counts (all-to-one: those not of the target class)."""
+    return {f"{name}_asr": accuracy(model, test.as_target(transform_uint8(test.clean.images, probe)), device=device)
+            for name, probe in attack.probes().items()}
+
+
 def save_examples(attack: BackdoorAttack, test: PoisonedTest, path: Path, title: str) -> None:
     """Clean, poisoned and amplified-residual versions of the first test images of distinct classes,
     and the attack's own explanatory rows."""
@@ -166,9 +174,7 @@ class Backdoor(Scenario):
             **stealthiness(test),
             **trigger_robustness(model, test, ctx),
         }
-        for name, probe in backdoored.attack.probes().items():
-            metrics[f"{name}_asr"] = accuracy(model, test.as_target(transform_uint8(test.clean.images, probe)),
-                                              device=device)
+        metrics.update(probe_asrs(model, backdoored.attack, test, device=device))
         for name in parse_names(config.train_augment):
             augmented = train_backdoored(config, ctx, train_augment=name, data=data)
             metrics[f"asr_aug_{name}"] = accuracy(augmented.model, test.as_target(), device=device)
