@@ -267,6 +267,9 @@ def test_smoke_end_to_end_every_attack_and_report(tmp_path: Path):
         (["--poison-rate", "0"], "--poison-rate must be in (0, 1]"),
         (["--train-augment", "spin"], "unknown transformation 'spin'"),
         (["--target", "10"], "--target must be a class index in 0..9"),
+        (["--rate-basis", "target"], "unknown --rate-basis"),
+        (["--attack", "sig", "--rate-basis", "all", "--poison-rate", "0.2"], "more than the 30 target-class images"),
+        (["--victim-init", "clean"], "add --threat-model training-controlled"),
     ],
 )
 def test_bad_options_are_one_line_errors_with_exit_2(options, message, tmp_path: Path):

@@ -99,20 +99,17 @@ class PoisonedSet:
         return mask
 
 
-def poison_training_set(train: ImageSet, attack: BackdoorAttack, *, rate: float, mode: str, target: int,
-                        num_classes: int, seed: int, basis: str = "eligible") -> PoisonedSet:
-    """Poison exactly ``round(rate × eligible)`` training images drawn from ``seed`` (see the module's table;
-    ``basis="all"``: ``round(rate × len(train))`` of the eligible ones), plus ``round(attack.noise_ratio ×
-    poisoned)`` noise-mode images drawn from the rest, labels kept."""
-    check_setting(attack, mode=mode, target=target, num_classes=num_classes)
+def poison_count(labels: torch.Tensor, attack: BackdoorAttack | type[BackdoorAttack], *, rate: float, mode: str,
+                 target: int, basis: str = "eligible") -> tuple[torch.Tensor, int]:
+    """The eligible training images (int64 positions in ``labels``) and how many of them to poison; a
+    rate that poisons none, or more than there are, is a :class:`SecbenchError`."""
     if not 0.0 < rate <= 1.0:
         raise SecbenchError(f"--poison-rate must be in (0, 1], got {rate}")
     if basis not in RATE_BASES:
         raise UnknownNameError("--rate-basis", basis, RATE_BASES)
-    labels = train.labels
     eligible = torch.nonzero(labels == target if attack.clean_label else _asr_mask(labels, mode=mode, target=target))
     eligible = eligible.flatten()
-    counted = len(eligible) if basis == "eligible" else len(train)
+    counted = len(eligible) if basis == "eligible" else len(labels)
     n_poison = round(rate * counted)
     if n_poison == 0:
         raise SecbenchError(f"--poison-rate {rate} of {counted} training images poisons none")
@@ -120,6 +117,17 @@ def poison_training_set(train: ImageSet, attack: BackdoorAttack, *, rate: float,
         what = "target-class images (a clean-label attack)" if attack.clean_label else "eligible images"
         raise SecbenchError(f"--poison-rate {rate} of all {counted} training images is {n_poison} images, more than "
                             f"the {len(eligible)} {what}; lower --poison-rate or use --rate-basis eligible")
+    return eligible, n_poison
+
+
+def poison_training_set(train: ImageSet, attack: BackdoorAttack, *, rate: float, mode: str, target: int,
+                        num_classes: int, seed: int, basis: str = "eligible") -> PoisonedSet:
+    """Poison exactly ``round(rate × eligible)`` training images drawn from ``seed`` (see the module's table;
+    ``basis="all"``: ``round(rate × len(train))`` of the eligible ones), plus ``round(attack.noise_ratio ×
+    poisoned)`` noise-mode images drawn from the rest, labels kept."""
+    check_setting(attack, mode=mode, target=target, num_classes=num_classes)
+    labels = train.labels
+    eligible, n_poison = poison_count(labels, attack, rate=rate, mode=mode, target=target, basis=basis)
     generator = torch.Generator().manual_seed(seed)
     index = eligible[torch.randperm(len(eligible), generator=generator)[:n_poison]].sort().values
     untouched = torch.ones(len(train), dtype=torch.bool)

@@ -138,10 +138,11 @@ class Backdoor(Scenario):
         mode = cfg["mode"] + (f"→{cfg['target']}" if cfg["mode"] == "all-to-one" else "")
         defaults = resolve(self.Config, self.presets, preset, {})
         rate_of = " of all" if cfg.get("rate_basis", "eligible") == "all" else ""
+        init = " from the clean victim" if cfg.get("victim_init", "scratch") == "clean" else ""
         learned = [k for k in TRIGGER_SETTINGS if is_learned(backdoor_class(cfg["attack"])) and k in cfg and cfg[k] != defaults[k]]
         return {**super().identity(cfg, preset),
                 "attack": " ".join([cfg["attack"], *(_as_option(k, cfg[k]) for k in learned)]),
-                "method": f"{cfg['threat_model']}, {mode}, rate {cfg['poison_rate']:g}{rate_of}",
+                "method": f"{cfg['threat_model']}{init}, {mode}, rate {cfg['poison_rate']:g}{rate_of}",
                 "defense": self.defense_label(cfg, preset)}
 
     def defense_label(self, cfg: dict[str, Any], preset: str) -> str | None:

@@ -17,7 +17,7 @@ Threat models:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import torch
@@ -31,6 +31,7 @@ from attacks.backdoor.poison import (
     PoisonedTest,
     check_mode,
     check_setting,
+    poison_count,
     poison_test_set,
     poison_training_set,
 )
@@ -45,9 +46,10 @@ from secbench.errors import SecbenchError, UnknownNameError
 from secbench.hiding import EXTRACTOR_OUTPUTS, RESIDUALS
 from secbench.registry import create, create_model
 from secbench.scenarios.base import RunContext
-from secbench.scenarios.victim import DATASET_HELP, VictimConfig
+from secbench.scenarios.victim import DATASET_HELP, VictimConfig, train_victim
 
 THREAT_MODELS = ("data-poisoning", "training-controlled")
+VICTIM_INITS = ("scratch", "clean")
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,8 @@ class BackdoorConfig(VictimConfig):
     mode: str = option("all-to-one", "all-to-one | all-to-all (label y -> y+1 mod C)")
     threat_model: str = option("data-poisoning", "data-poisoning (the victim trains on poisoned data) | "
                                                  "training-controlled (each clean batch paired with a poisoned one)")
+    victim_init: str = option("scratch", "the backdoored victim's starting weights: scratch | clean (fine-tune the "
+                                         "clean victim, which a training-controlled attacker may do)")
     train_augment: str = option("", "extra victim augmentations, each one more training run: flip, crop, rotate, "
                                     "resize, jpeg, blur, noise, color, a comma list, or all")
     trigger_steps: int = option(1500, "updates of a learned trigger's networks (poison-ink's injection network)")
@@ -105,6 +109,11 @@ class BackdoorConfig(VictimConfig):
         super().__post_init__()
         if self.threat_model not in THREAT_MODELS:
             raise UnknownNameError("--threat-model", self.threat_model, THREAT_MODELS)
+        if self.victim_init not in VICTIM_INITS:
+            raise UnknownNameError("--victim-init", self.victim_init, VICTIM_INITS)
+        if self.victim_init == "clean" and self.threat_model != "training-controlled":
+            raise SecbenchError("--victim-init clean fine-tunes the clean victim, which only the attacker who runs "
+                                "the training can do: add --threat-model training-controlled")
         if self.trigger_residual not in RESIDUALS:
             raise UnknownNameError("--trigger-residual", self.trigger_residual, RESIDUALS)
         if self.trigger_extractor_output not in EXTRACTOR_OUTPUTS:
@@ -193,7 +202,10 @@ def _chain(hooks: Sequence[BatchHook]) -> BatchHook | None:
 def load_data(cfg: BackdoorConfig) -> DataSplits:
     """The clean splits of ``cfg``, after checking that its attack, mode and target suit them."""
     data = load_dataset(cfg.dataset, seed=cfg.data_seed, n_train=cfg.n_train, n_test=cfg.n_test)
-    check_setting(backdoor_class(cfg.attack), mode=cfg.mode, target=cfg.target, num_classes=data.num_classes)
+    attack = backdoor_class(cfg.attack)
+    check_setting(attack, mode=cfg.mode, target=cfg.target, num_classes=data.num_classes)
+    poison_count(data.train.labels, attack, rate=cfg.poison_rate, mode=cfg.mode, target=cfg.target,
+                 basis=cfg.rate_basis)
     return data
 
 
@@ -217,7 +229,7 @@ def train_backdoored(cfg: BackdoorConfig, ctx: RunContext, *, train_augment: str
 
     key = {"victim": {f.name: getattr(cfg, f.name) for f in fields(VictimConfig)}, "attack": trigger.describe(),
            "poisoning": setting, "threat_model": cfg.threat_model, "train_augment": train_augment,
-           "seed": ctx.seed, "device": ctx.device.type}
+           "seed": ctx.seed, "device": ctx.device.type, "init": cfg.victim_init}
     suffix = f"-{train_augment}" if train_augment else ""
     entry = ctx.cache / f"backdoored-{cfg.model}-{name}{suffix}-{config_hash(key).split(':')[1][:16]}"
     if cached := checkpoint.load_entry(entry, ctx.device):
@@ -231,7 +243,8 @@ def train_backdoored(cfg: BackdoorConfig, ctx: RunContext, *, train_augment: str
         inputs = poisoned.data
     if train_augment:
         hooks.append(AugmentBatches(train_augment, seed=ctx.seed))
-    model, history = fit_victim(cfg, data, inputs, ctx, batch_hook=_chain(hooks),
+    init = train_victim(VictimConfig.from_dict(asdict(cfg)), ctx).model if cfg.victim_init == "clean" else None
+    model, history = fit_victim(cfg, data, inputs, ctx, batch_hook=_chain(hooks), init=init,
                                 description=f"train {cfg.model} backdoored by {name}"
                                             f"{f' (+{train_augment})' if train_augment else ''}")
     checkpoint.save_entry(entry, model, history, name=cfg.model, **_build_args(data))
@@ -243,8 +256,10 @@ def _build_args(data: DataSplits) -> dict[str, Any]:
 
 
 def fit_victim(cfg: BackdoorConfig, data: DataSplits, inputs: ImageSet, ctx: RunContext, *,
-               batch_hook: BatchHook | None = None, description: str) -> tuple[nn.Module, dict[str, list[float]]]:
-    """A fresh ``cfg.model`` for ``data`` trained on ``inputs`` with the victim's recipe, and its history.
+               batch_hook: BatchHook | None = None, init: nn.Module | None = None,
+               description: str) -> tuple[nn.Module, dict[str, list[float]]]:
+    """A fresh ``cfg.model`` for ``data`` (with ``init``'s weights if given) trained on ``inputs`` with the
+    victim's recipe, and its history.
 
     The recipe is the one for the whole training set, ``cfg.train_config(len(data.train))``, so a subset
     (a training-data filter's kept images) trains for the same epochs. The weight initialisation and the
@@ -252,6 +267,8 @@ def fit_victim(cfg: BackdoorConfig, data: DataSplits, inputs: ImageSet, ctx: Run
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(ctx.seed)
         model = create_model(cfg.model, **_build_args(data))
+    if init is not None:
+        model.load_state_dict(init.state_dict())
     history = fit(model, inputs, cfg.train_config(len(data.train)), generator=torch.Generator().manual_seed(ctx.seed),
                   device=ctx.device, progress=ctx.progress, batch_hook=batch_hook, description=description)
     return model, history
