@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import torch
 from click.testing import CliRunner
 from torch import nn
 
-from attacks.backdoor import backdoor_attack_names
+from attacks.backdoor import BackdoorAttack, backdoor_attack_names
 from attacks.backdoor.poison import PairedPoison, poison_test_set, poison_training_set, to_uint8
 from attacks.backdoor.transforms import TRANSFORMS, AugmentBatches, parse_names, transform_images
 from secbench import store
@@ -290,3 +293,47 @@ def test_poison_ink_options_reach_the_trigger_and_name_the_record(tmp_path: Path
                                 "--blank-trigger-ratio 1")
     assert record["derived"]["n_noise"] == record["derived"]["n_poisoned"] == 27
     assert record["metrics"]["psnr_db"] >= 35.9  # the bound (36 dB) but for 8-bit rounding
+
+
+@dataclass(kw_only=True)
+class _RenderedTrigger(BackdoorAttack):
+    """A planted learned trigger: its "injection network" re-renders the cover (a 3×3 box blur, the artefact
+    a victim can key on instead) and adds a faint fixed pattern (the trigger); ``noise`` is the rendering alone."""
+
+    name: ClassVar[str] = "rendered"
+
+    def render(self, images: torch.Tensor) -> torch.Tensor:
+        return nn.functional.avg_pool2d(nn.functional.pad(images, (1, 1, 1, 1), mode="replicate"), 3, 1)
+
+    def apply(self, images: torch.Tensor) -> torch.Tensor:
+        pattern = torch.rand(images.shape[1:], generator=torch.Generator().manual_seed(self.seed)).round() * 2 - 1
+        return (self.render(images) + 0.1 * pattern).clamp(0, 1)
+
+    def noise(self, images: torch.Tensor) -> torch.Tensor:
+        return self.render(images)
+
+    def probes(self) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+        return {"blank_trigger": self.noise}
+
+
+def _planted_victim_asrs(noise_ratio: float) -> tuple[float, float]:
+    train, test = _labelled(600, size=8), _labelled(200, size=8)
+    test = ImageSet(torch.roll(test.images, 1, 0), test.labels)  # other images than the training ones
+    attack = _RenderedTrigger(seed=0, noise_ratio=noise_ratio)
+    poisoned = poison_training_set(train, attack, rate=0.1, mode="all-to-one", target=0, num_classes=4, seed=0)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),
+                          nn.Flatten(), nn.Linear(16 * 64, 4))
+    fit(model, poisoned.data, TrainConfig(epochs=30, batch_size=64, lr=0.05, augment=(), precise_bn=0),
+        generator=torch.Generator().manual_seed(0), device=CPU)
+    asr_test = poison_test_set(test, attack, mode="all-to-one", target=0, num_classes=4)
+    return accuracy(model, asr_test.as_target(), device=CPU), probe_asrs(model, attack, asr_test, device=CPU)["blank_trigger_asr"]
+
+
+def test_noise_mode_makes_a_planted_victim_learn_the_trigger_not_the_rendering():
+    """Measured: ASR 1.00 with and without the noise mode; blank-trigger ASR 0.70 without, 0.35 with it
+    (chance: the victim's rate of answering the target on other images)."""
+    asr, blank = _planted_victim_asrs(noise_ratio=0.0)
+    noisy_asr, noisy_blank = _planted_victim_asrs(noise_ratio=2.0)
+    assert asr >= 0.95 and noisy_asr >= 0.95
+    assert blank >= 0.6 and noisy_blank <= 0.45  # without noise images the rendering alone is a backdoor
