@@ -58,6 +58,7 @@ class PoisonInk(BackdoorAttack):
         batch_size: images per update (official 32).
         width: base channels of the injection network (official 64) and the extractor (official 128: 2×).
         fidelity_start, fidelity_end: the injection MSE weight's geometric ramp (1, 1: the official constant).
+        lr: Adam learning rate of both networks (official 2e-4).
         adversarial: add the PatchGAN discriminator (the paper's last, optional stage; weight 0.01).
         colour: the ink of poisoned images, RGB in [0, 1].
         residual: the injection network's output, ``free`` (the official sigmoid image) or ``bounded``
@@ -74,6 +75,7 @@ class PoisonInk(BackdoorAttack):
     width: int = 16
     fidelity_start: float = 0.05
     fidelity_end: float = 30.0
+    lr: float = 2e-4
     adversarial: bool = False
     colour: tuple[float, float, float] = GREEN
     residual: str = "free"
@@ -83,8 +85,8 @@ class PoisonInk(BackdoorAttack):
     _device: torch.device = field(default=torch.device("cpu"), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.width < 1 or min(self.fidelity_start, self.fidelity_end) <= 0:
-            raise SecbenchError("poison-ink needs positive steps, width and fidelity weights")
+        if self.steps < 1 or self.width < 1 or min(self.fidelity_start, self.fidelity_end, self.lr) <= 0:
+            raise SecbenchError("poison-ink needs positive steps, width, fidelity weights and learning rate")
         if not all(0 <= c <= 1 for c in self.colour):
             raise SecbenchError(f"poison-ink colour is RGB in [0, 1], got {self.colour}")
         if self.noise_ratio < 0:
@@ -116,7 +118,8 @@ class PoisonInk(BackdoorAttack):
         if checkpoint.load_modules(entry, modules, ctx.device) is not None:
             return
         generator = torch.Generator().manual_seed(self.seed)
-        cfg = HidingConfig(steps=self.steps, batch_size=self.batch_size, fidelity=(self.fidelity_start, self.fidelity_end),
+        cfg = HidingConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr,
+                           fidelity=(self.fidelity_start, self.fidelity_end),
                            clean_weight=100.0, stages=STAGES, interference=Interference(
                                degrees=45.0, crop_area=((28 / 32) ** 2, (28 / 32) ** 2), noise_sigma=0.01))
         started = time.perf_counter()

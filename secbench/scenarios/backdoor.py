@@ -59,7 +59,8 @@ RESIDUAL_GAIN = 10  # the residual picture shows |poisoned - clean| x 10
 _EXAMPLES = 6
 SHARED_DEFENSE_SETTINGS = ("defense_data", "defense_epochs", "defense_lr")
 # a learned trigger's options, named in the record's attack when they differ from the preset's
-TRIGGER_SETTINGS = ("trigger_residual", "trigger_min_psnr", "trigger_extractor_output", "blank_trigger_ratio")
+TRIGGER_SETTINGS = ("trigger_residual", "trigger_min_psnr", "trigger_extractor_output", "trigger_lr",
+                    "trigger_fidelity_start", "trigger_fidelity_end", "blank_trigger_ratio")
 POISONING_SETTINGS = ("poison_rate",)  # a defense may read it, but ``method`` already names it
 
 
@@ -122,7 +123,8 @@ class Backdoor(Scenario):
     # epochs at lr 0.1, ANP's 2000 iterations (section 3 of the reference)
     presets = {"smoke": {**SMOKE_RECIPE, "trigger_steps": 4, "nc_steps": 12, "defense_epochs": 1, "strip_n": 4,
                          "nad_teacher_epochs": 1, "nad_epochs": 1, "anp_iterations": 3},
-               "paper": {**PAPER_RECIPE, "model": "preact-resnet18", "trigger_steps": 312_500, "nc_steps": 1000,
+               "paper": {**PAPER_RECIPE, "model": "preact-resnet18", "trigger_steps": 312_500, "trigger_fidelity_start": 1.0,
+                         "trigger_fidelity_end": 1.0, "nc_steps": 1000,
                          "strip_n": 100, "nad_teacher_epochs": 10, "nad_teacher_lr": 0.1, "nad_epochs": 20,
                          "nad_lr": 0.1, "anp_iterations": 2000}}
     headline = ("clean_acc", "clean_model_acc", "asr", "robust_acc", "psnr_db", "ssim")

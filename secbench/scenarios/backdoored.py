@@ -79,6 +79,10 @@ class BackdoorConfig(VictimConfig):
     trigger_min_psnr: float = option(36.0, "with --trigger-residual bounded: the PSNR every poisoned image keeps (dB)")
     trigger_extractor_output: str = option("relu", "poison-ink's guidance extractor's last activation: relu (official) "
                                                    "| linear")
+    trigger_lr: float = option(2e-4, "poison-ink: Adam learning rate of its networks (official 2e-4)")
+    trigger_fidelity_start: float = option(0.05, "poison-ink: weight of the injection MSE at the start (ramped "
+                                                 "geometrically; official 1 throughout)")
+    trigger_fidelity_end: float = option(30.0, "poison-ink: ... and at the end")
     blank_trigger_ratio: float = option(0.0, "poison-ink: covers rendered by the injection network with a blank "
                                              "trigger, true labels kept, per poisoned image (a noise mode; 0: the paper)")
     defense: str = option("", "backdoor defenses applied to the backdoored model (neural-cleanse, strip, "
@@ -118,8 +122,10 @@ class BackdoorConfig(VictimConfig):
             raise UnknownNameError("--trigger-residual", self.trigger_residual, RESIDUALS)
         if self.trigger_extractor_output not in EXTRACTOR_OUTPUTS:
             raise UnknownNameError("--trigger-extractor-output", self.trigger_extractor_output, tuple(EXTRACTOR_OUTPUTS))
-        if self.blank_trigger_ratio < 0 or self.trigger_min_psnr <= 0:
-            raise SecbenchError("--blank-trigger-ratio must be >= 0 and --trigger-min-psnr positive")
+        if self.blank_trigger_ratio < 0 or min(self.trigger_min_psnr, self.trigger_lr, self.trigger_fidelity_start,
+                                               self.trigger_fidelity_end) <= 0:
+            raise SecbenchError("--blank-trigger-ratio must be >= 0 and --trigger-min-psnr, --trigger-lr and "
+                                "--trigger-fidelity-start/-end positive")
         if not 0.0 < self.poison_rate <= 1.0:
             raise SecbenchError(f"--poison-rate must be in (0, 1], got {self.poison_rate}")
         if self.rate_basis not in RATE_BASES:
@@ -285,7 +291,8 @@ def _trigger_options(attack: type[BackdoorAttack], cfg: BackdoorConfig) -> dict[
     if not is_learned(attack):
         return {}
     return {"steps": cfg.trigger_steps, "residual": cfg.trigger_residual, "min_psnr": cfg.trigger_min_psnr,
-            "extractor_output": cfg.trigger_extractor_output, "noise_ratio": cfg.blank_trigger_ratio}
+            "extractor_output": cfg.trigger_extractor_output, "noise_ratio": cfg.blank_trigger_ratio,
+            "lr": cfg.trigger_lr, "fidelity_start": cfg.trigger_fidelity_start, "fidelity_end": cfg.trigger_fidelity_end}
 
 
 def describe_poisoning(backdoored: Backdoored) -> dict[str, Any]:
