@@ -99,6 +99,7 @@ def protect(
     recipe: OwnerRecipe,
     covers: torch.Tensor,
     inputs: torch.Tensor,
+    truth: torch.Tensor,
     *,
     entry: Path,
     generator: torch.Generator,
@@ -106,8 +107,9 @@ def protect(
     progress: Progress | None = None,
 ) -> Protection:
     """Train (or load from the cache folder ``entry``) the watermark of ``method`` on the owner's
-    split: ``covers`` are the protected model's outputs and ``inputs`` its inputs, float
-    ``(N, 3, H, W)`` in [0, 1], aligned."""
+    split: ``covers`` are the protected model's outputs, ``inputs`` its inputs and ``truth`` their ground
+    truth, float ``(N, 3, H, W)`` in [0, 1], aligned. In stage 2 R maps all three to the blank (the
+    papers' clean loss on domain-A and domain-B images): natural images carry no mark."""
     nets = _nets(recipe, method)
     modules = {"embedder": nets.embedder, "extractor": nets.extractor}
     if (cached := checkpoint.load_modules(entry, modules, device)) is not None:
@@ -130,7 +132,7 @@ def protect(
         stolen = quantize(torch.cat([surrogate(b.to(device)).cpu() for b in inputs.split(_BATCH)]))
     tune = HidingConfig(steps=recipe.tune_steps, batch_size=recipe.batch_size, lr=recipe.tune_lr,
                         clean_weight=method.clean_weight, stages=method.stages)
-    stage2 = tune_extractor(nets.extractor, [marked, stolen], [covers, covers], [covers, inputs], method.mark, tune,
+    stage2 = tune_extractor(nets.extractor, [marked, stolen], [covers, covers], [covers, inputs, truth], method.mark, tune,
                             generator=generator, device=device, progress=progress,
                             description=f"{method.name}: fine-tune R on the owner's surrogate")
     history = {"stage1": stage1, "stage2": stage2, "stage1_s": stage1_s,

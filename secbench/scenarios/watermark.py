@@ -83,7 +83,8 @@ class WatermarkConfig:
     hiding_lr: float = option(1e-3, "Adam learning rate of stage 1 (official 2e-4, for 75,000 steps)")
     fidelity_start: float = option(1.0, "weight of H's fidelity MSE at the start of stage 1 (ramped geometrically)")
     fidelity_end: float = option(1.0, "... and at its end (the official code: 1 throughout)")
-    tune_steps: int = option(300, "stage-2 updates of R on the owner's own surrogate")
+    tune_steps: int = option(1000, "stage-2 updates of R on the owner's own surrogate")
+    tune_lr: float = option(1e-3, "Adam learning rate of stage 2 (official 1e-4)")
     surrogate_epochs: int = option(20, "epochs of every surrogate (the owner's and the thief's)")
     finetune_epochs: int = option(5, "finetune attack: epochs on the thief's clean pairs")
     prune_amount: float = option(0.5, "prune attack: fraction of convolution weights zeroed")
@@ -119,8 +120,8 @@ class WatermarkConfig:
             raise UnknownNameError("embedder residual", self.residual, RESIDUALS)
         if self.extractor_output not in EXTRACTOR_OUTPUTS:
             raise UnknownNameError("extractor output", self.extractor_output, tuple(EXTRACTOR_OUTPUTS))
-        if min(self.min_psnr, self.start_psnr, self.hiding_lr) <= 0:
-            raise SecbenchError("--min-psnr, --start-psnr and --hiding-lr must be positive")
+        if min(self.min_psnr, self.start_psnr, self.hiding_lr, self.tune_lr) <= 0:
+            raise SecbenchError("--min-psnr, --start-psnr, --hiding-lr and --tune-lr must be positive")
         self.key_rgb()
         self.attack_kwargs()
 
@@ -159,7 +160,7 @@ class WatermarkConfig:
         return OwnerRecipe(width=self.width, extractor_width=self.extractor_width,
                            depth=int(math.log2(self.patch_size)) - 1, steps=self.hiding_steps, batch_size=16,
                            fidelity=(self.fidelity_start, self.fidelity_end), surrogate="unet",
-                           surrogate_epochs=self.surrogate_epochs, tune_steps=self.tune_steps,
+                           surrogate_epochs=self.surrogate_epochs, tune_steps=self.tune_steps, tune_lr=self.tune_lr,
                            residual=self.residual, min_psnr=self.min_psnr, start_psnr=self.start_psnr,
                            lr=self.hiding_lr, extractor_output=self.extractor_output)
 
@@ -261,14 +262,18 @@ def _data_fields(cfg: WatermarkConfig) -> dict[str, Any]:
     return {name: getattr(cfg, name) for name in names}
 
 
-def _protection(cfg: WatermarkConfig, method: str, covers: torch.Tensor, inputs: torch.Tensor,
+def _protection(cfg: WatermarkConfig, method: str, owner: tuple[torch.Tensor, torch.Tensor], covers: torch.Tensor,
                 ctx: RunContext) -> Protection:
+    """``method``'s networks trained on the owner's split ``owner`` (inputs, ground truth) and its model's
+    outputs ``covers`` (cached)."""
     options = ({"size": cfg.patch_size, "watermark": cfg.watermark} if method == "baseline"
                else {"key": cfg.key_rgb(), "target": cfg.structure_target})
     recipe = cfg.owner_recipe()
     entry = _entry(ctx, f"{method}-owner", {"data": _data_fields(cfg), "method": method, "options": options,
-                                            "recipe": asdict(recipe), "task_epochs": cfg.task_epochs})
-    return protect(create("defense", f"watermark-{method}", **options), recipe, covers, inputs, entry=entry,
+                                            "recipe": asdict(recipe), "task_epochs": cfg.task_epochs,
+                                            "stage2_unmarked": "outputs,inputs,truth"})
+    inputs, truth = owner
+    return protect(create("defense", f"watermark-{method}", **options), recipe, covers, inputs, truth, entry=entry,
                    generator=_seeded(ctx, "owner", method), device=ctx.device, progress=ctx.progress)
 
 
@@ -334,7 +339,7 @@ class Watermark(Scenario):
         # the official split (6,000 / 6,000 / 100 at 256×256), widths, 200-epoch stage 1 and 300-epoch surrogates
         "paper": {"patch_size": 256, "n_owner": 6000, "n_attacker": 6000, "n_test": 100, "width": 64,
                   "extractor_width": 128, "task_epochs": 200, "hiding_steps": 75_000, "fidelity_start": 1.0,
-                  "fidelity_end": 1.0, "tune_steps": 20_000, "surrogate_epochs": 300, "finetune_epochs": 20,
+                  "fidelity_end": 1.0, "tune_steps": 20_000, "tune_lr": 1e-4, "surrogate_epochs": 300, "finetune_epochs": 20,
                   "hiding_lr": 2e-4, "structure_target": "binary", "residual": "free",
                   "extractor_output": "relu"},
     }
@@ -361,10 +366,10 @@ class Watermark(Scenario):
 
         method = config.method
         if method == "none":
-            protections = {m: _protection(config, m, owner_out, owner_in, ctx) for m in ("baseline", "structure")}
+            protections = {m: _protection(config, m, data.owner, owner_out, ctx) for m in ("baseline", "structure")}
             answers, test_answers = thief_out, test_out
         else:
-            protection = _protection(config, method, owner_out, owner_in, ctx)
+            protection = _protection(config, method, data.owner, owner_out, ctx)
             protections = {method: protection}
             answers = protection.mark_outputs(thief_out, ctx.device)
             test_answers = protection.mark_outputs(test_out, ctx.device)
