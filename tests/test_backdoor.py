@@ -337,3 +337,13 @@ def test_noise_mode_makes_a_planted_victim_learn_the_trigger_not_the_rendering()
     noisy_asr, noisy_blank = _planted_victim_asrs(noise_ratio=2.0)
     assert asr >= 0.95 and noisy_asr >= 0.95
     assert blank >= 0.6 and noisy_blank <= 0.45  # without noise images the rendering alone is a backdoor
+
+
+def test_record_names_the_poisoning_and_recipe_settings_that_differ_from_the_preset():
+    scenario = Backdoor()
+    quick = resolve(BackdoorConfig, Backdoor.presets, "quick", {"attack": "wanet"})
+    assert scenario.identity(quick, "quick")["method"] == "data-poisoning, all-to-one→0, rate 0.1"
+    changed = {**quick, "threat_model": "training-controlled", "victim_init": "clean", "rate_basis": "all",
+               "train_images": 240_000}
+    assert scenario.identity(changed, "quick")["method"] == ("training-controlled from the clean victim, all-to-one→0, "
+                                                             "rate 0.1 of all, --train-images 240000")

@@ -61,6 +61,9 @@ SHARED_DEFENSE_SETTINGS = ("defense_data", "defense_epochs", "defense_lr")
 # a learned trigger's options, named in the record's attack when they differ from the preset's
 TRIGGER_SETTINGS = ("trigger_residual", "trigger_min_psnr", "trigger_extractor_output", "trigger_lr",
                     "trigger_fidelity_start", "trigger_fidelity_end", "blank_trigger_ratio")
+# the victim's recipe, named in the record's method when it differs from the preset's
+RECIPE_SETTINGS = ("n_train", "epochs", "train_images", "batch_size", "lr", "optimizer", "momentum", "weight_decay",
+                   "schedule", "augment", "label_smoothing", "precise_bn")
 POISONING_SETTINGS = ("poison_rate",)  # a defense may read it, but ``method`` already names it
 
 
@@ -141,10 +144,12 @@ class Backdoor(Scenario):
         defaults = resolve(self.Config, self.presets, preset, {})
         rate_of = " of all" if cfg.get("rate_basis", "eligible") == "all" else ""
         init = " from the clean victim" if cfg.get("victim_init", "scratch") == "clean" else ""
+        recipe = [k for k in RECIPE_SETTINGS if k in cfg and cfg[k] != defaults[k]]
         learned = [k for k in TRIGGER_SETTINGS if is_learned(backdoor_class(cfg["attack"])) and k in cfg and cfg[k] != defaults[k]]
         return {**super().identity(cfg, preset),
                 "attack": " ".join([cfg["attack"], *(_as_option(k, cfg[k]) for k in learned)]),
-                "method": f"{cfg['threat_model']}{init}, {mode}, rate {cfg['poison_rate']:g}{rate_of}",
+                "method": ", ".join([f"{cfg['threat_model']}{init}", mode, f"rate {cfg['poison_rate']:g}{rate_of}",
+                                *(_as_option(k, cfg[k]) for k in recipe)]),
                 "defense": self.defense_label(cfg, preset)}
 
     def defense_label(self, cfg: dict[str, Any], preset: str) -> str | None:
