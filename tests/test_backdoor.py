@@ -175,8 +175,7 @@ def test_probe_asr_is_measured_on_exactly_the_non_target_covers():
     one = poison_test_set(test, attack, mode="all-to-one", target=0, num_classes=4)
     assert probe_asrs(_Constant(0), attack, one, device=CPU) == {"blank_trigger_asr": 1.0}
     assert probe_asrs(_Constant(1), attack, one, device=CPU) == {"blank_trigger_asr": 0.0}
-    covers = torch.cat(seen[:1])
-    assert torch.equal(to_uint8(covers), test.images[test.labels != 0])  # the clean covers, not poisoned ones
+    assert torch.equal(to_uint8(seen[0]), test.images[test.labels != 0])  # the clean covers, not poisoned ones
 
 
 def test_paired_poison_doubles_every_batch_in_training_and_batchnorm_pass():
