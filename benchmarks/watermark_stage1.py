@@ -28,8 +28,7 @@ from pathlib import Path
 
 import torch
 
-from defenses.watermark.owner import Protection, _nets
-from secbench.hiding import HidingConfig, train_hiding
+from defenses.watermark.owner import Protection, _nets, train_stage_one
 from secbench.metrics import auroc, success_rate
 from secbench.registry import create
 from secbench.scenarios.base import RunContext
@@ -75,11 +74,8 @@ def main() -> None:
             recipe = replace(cfg.owner_recipe(), start_psnr=start, extractor_output=output)
             generator = _seeded(ctx, "owner", "structure")  # before the nets: it seeds their initialisation too
             nets = _nets(recipe, method)
-            hiding = HidingConfig(steps=recipe.steps, batch_size=recipe.batch_size, lr=recipe.lr,
-                                  fidelity=recipe.fidelity, clean_weight=method.clean_weight, stages=method.stages)
             started = time.perf_counter()
-            history = train_hiding(nets, covers, method.mark, hiding, generator=generator,
-                                   device=ctx.device, unmarked=inputs)
+            history = train_stage_one(nets, method, recipe, covers, inputs, generator=generator, device=ctx.device)
             wall = time.perf_counter() - started
             protection = Protection(method, nets.embedder, nets.extractor, {}, cached=False)
             marked_nc = protection.nc(protection.mark_outputs(answers, ctx.device), answers, ctx.device)

@@ -10,7 +10,7 @@ import torch
 from click.testing import CliRunner
 from torch import nn
 
-from attacks.surrogate import build_surrogate
+from attacks.surrogate import build_surrogate, train_image_model
 from defenses.watermark.owner import _nets
 from secbench import store
 from secbench.cli import cli
@@ -92,6 +92,7 @@ def test_same_seed_same_numbers(smoke: Path, tmp_path: Path) -> None:
         (["--patch-size", "24"], "multiple of 16"),
         (["--surrogate", "vgg"], "unknown surrogate 'vgg'"),
         (["--extractor-output", "tanh"], "unknown extractor output 'tanh'"),
+        (["--owner-attacks", "none,prune"], "unknown owner's surrogate augmentation 'prune'"),
     ],
 )
 def test_bad_options_are_one_line_errors(tmp_path: Path, args: list[str], message: str) -> None:
@@ -183,3 +184,29 @@ def test_task_data_from_an_image_folder(tmp_path: Path) -> None:
     missing = WatermarkConfig(dataset=f"imagefolder:{tmp_path / 'nope'}")
     with pytest.raises(SecbenchError):
         task_data(missing)
+
+
+def test_stage_two_trains_one_surrogate_per_owner_attack(one_thread, monkeypatch) -> None:
+    import defenses.watermark.owner as owner
+
+    cfg = WatermarkConfig(n_owner=16, width=4, extractor_width=4, hiding_steps=2, tune_steps=3, surrogate_epochs=1,
+                          owner_attacks="none,crop")
+    trained = []
+
+    def recording(*args, augmentation=None, **kwargs):
+        trained.append(augmentation)
+        return train_image_model(*args, augmentation=augmentation, **kwargs)
+
+    monkeypatch.setattr(owner, "train_image_model", recording)
+    method = create("defense", "watermark-structure")
+    torch.manual_seed(0)
+    nets = _nets(cfg.owner_recipe(), method)
+    images = torch.rand(16, 3, 32, 32)
+    history = owner.train_stage_two(owner.Protection(method, nets.embedder, nets.extractor, {}, cached=False),
+                                    cfg.owner_recipe(), images, images, images,
+                                    generator=torch.Generator().manual_seed(0), device=torch.device("cpu"))
+    assert len(history["loss"]) == 3
+    assert trained[0] is None  # the paper's plain surrogate ...
+    moved, _ = trained[1](torch.full((1, 3, 32, 32), 0, dtype=torch.uint8).index_fill(3, torch.tensor([0]), 255),
+                          torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
+    assert len(trained) == 2 and moved[..., 0].float().mean() < 255  # ... and one trained on random crops

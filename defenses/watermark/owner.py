@@ -4,7 +4,9 @@ Stage 1 trains embedder H (UNet over output ⊕ mark), extractor R (dilated resi
 discriminator D (PatchGAN, LSGAN) jointly on the protected model's outputs (``secbench.hiding``).
 Stage 2 is the official "adversarial stage": the owner plays thief once, trains a surrogate on
 (its own inputs, marked outputs) without augmentation, and fine-tunes R alone so that the
-surrogate's outputs carry the mark too (watermarking.md §A1 "Stage 2").
+surrogate's outputs carry the mark too (watermarking.md §A1 "Stage 2"). ``owner_attacks`` lets the
+owner play several thieves instead, one surrogate per augmentation attack (a departure from the
+paper, which trains one plain surrogate: ``("none",)``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from secbench import checkpoint
 from secbench.hiding import HidingConfig, HidingNets, build_hiding_nets, mark_nc, train_hiding, tune_extractor
 from secbench.imageops import to_uint8
 from secbench.progress import Progress
+from secbench.registry import create
 
 _BATCH = 256  # inference batch
 
@@ -46,6 +49,7 @@ class OwnerRecipe:
     start_psnr: float | None = None  # ... and its bound when stage 1 starts (None: min_psnr throughout)
     lr: float = 2e-4  # stage-1 Adam learning rate (official)
     extractor_output: str = "relu"  # R's last activation: secbench.hiding.EXTRACTOR_OUTPUTS (relu: official)
+    owner_attacks: tuple[str, ...] = ("none",)  # augmentation of each of the owner's stage-2 surrogates (official: none)
 
 
 @dataclass
@@ -94,6 +98,42 @@ def _nets(recipe: OwnerRecipe, method: WatermarkMethod) -> HidingNets:
                              edge_focus=method.edge_focus, extractor_output=recipe.extractor_output)
 
 
+def train_stage_one(nets: HidingNets, method: WatermarkMethod, recipe: OwnerRecipe, covers: torch.Tensor,
+                    inputs: torch.Tensor, *, generator: torch.Generator, device: torch.device,
+                    progress: Progress | None = None) -> dict[str, list[float]]:
+    """Stage 1, in place: H, R (and D) trained jointly on the protected model's ``outputs`` (``covers``),
+    with its ``inputs`` among R's unmarked images. Returns the per-step history."""
+    hiding = HidingConfig(steps=recipe.steps, batch_size=recipe.batch_size, lr=recipe.lr, fidelity=recipe.fidelity,
+                          clean_weight=method.clean_weight, stages=method.stages)
+    return train_hiding(nets, covers, method.mark, hiding, generator=generator, device=device, unmarked=inputs,
+                        progress=progress, description=f"{method.name}: train H + R + D")
+
+
+def train_stage_two(protection: Protection, recipe: OwnerRecipe, covers: torch.Tensor, inputs: torch.Tensor,
+                    truth: torch.Tensor, *, generator: torch.Generator, device: torch.device,
+                    progress: Progress | None = None) -> dict[str, list[float]]:
+    """Stage 2, in place on ``protection.extractor``: the owner trains one surrogate per attack of
+    ``recipe.owner_attacks`` on (its inputs, marked outputs), as a thief would, and fine-tunes R so that
+    H's and every surrogate's outputs give the mark and ``covers``, ``inputs`` and ``truth`` the blank."""
+    method = protection.method
+    marked = protection.mark_outputs(covers, device)
+    stolen = []
+    for attack in recipe.owner_attacks:
+        augmentation = (None if attack == "none" else
+                        create("attack", f"aug-{attack}", seed=int(torch.randint(2**31, (1,), generator=generator))))
+        surrogate = build_surrogate(recipe.surrogate, recipe.width)
+        train_image_model(surrogate, to_uint8(inputs), to_uint8(marked), image_train_config(recipe.surrogate_epochs),
+                          loss="l2", generator=generator, device=device, augmentation=augmentation, progress=progress,
+                          description=f"{method.name}: owner's surrogate ({attack})")
+        with torch.no_grad():
+            stolen.append(quantize(torch.cat([surrogate(b.to(device)).cpu() for b in inputs.split(_BATCH)])))
+    tune = HidingConfig(steps=recipe.tune_steps, batch_size=recipe.batch_size, lr=recipe.tune_lr,
+                        clean_weight=method.clean_weight, stages=method.stages)
+    return tune_extractor(protection.extractor, [marked, *stolen], [covers] * (1 + len(stolen)), [covers, inputs, truth],
+                          method.mark, tune, generator=generator, device=device, progress=progress,
+                          description=f"{method.name}: fine-tune R on the owner's surrogates")
+
+
 def protect(
     method: WatermarkMethod,
     recipe: OwnerRecipe,
@@ -115,26 +155,12 @@ def protect(
     if (cached := checkpoint.load_modules(entry, modules, device)) is not None:
         return Protection(method, nets.embedder, nets.extractor, cached, cached=True)
     started = time.perf_counter()
-    hiding = HidingConfig(steps=recipe.steps, batch_size=recipe.batch_size, lr=recipe.lr, fidelity=recipe.fidelity,
-                          clean_weight=method.clean_weight, stages=method.stages)
-    stage1 = train_hiding(nets, covers, method.mark, hiding, generator=generator, device=device, unmarked=inputs,
-                          progress=progress, description=f"{method.name}: train H + R + D")
-    protection = Protection(method, nets.embedder, nets.extractor, {}, cached=False)
-    marked = protection.mark_outputs(covers, device)
+    stage1 = train_stage_one(nets, method, recipe, covers, inputs, generator=generator, device=device,
+                             progress=progress)
     stage1_s = time.perf_counter() - started
-
-    # stage 2: the owner's own surrogate, trained as a plain thief would (no augmentation)
-    surrogate = build_surrogate(recipe.surrogate, recipe.width)
-    train_image_model(surrogate, to_uint8(inputs), to_uint8(marked), image_train_config(recipe.surrogate_epochs), loss="l2",
-                      generator=generator, device=device, progress=progress,
-                      description=f"{method.name}: owner's surrogate")
-    with torch.no_grad():
-        stolen = quantize(torch.cat([surrogate(b.to(device)).cpu() for b in inputs.split(_BATCH)]))
-    tune = HidingConfig(steps=recipe.tune_steps, batch_size=recipe.batch_size, lr=recipe.tune_lr,
-                        clean_weight=method.clean_weight, stages=method.stages)
-    stage2 = tune_extractor(nets.extractor, [marked, stolen], [covers, covers], [covers, inputs, truth], method.mark, tune,
-                            generator=generator, device=device, progress=progress,
-                            description=f"{method.name}: fine-tune R on the owner's surrogate")
+    protection = Protection(method, nets.embedder, nets.extractor, {}, cached=False)
+    stage2 = train_stage_two(protection, recipe, covers, inputs, truth, generator=generator, device=device,
+                             progress=progress)
     history = {"stage1": stage1, "stage2": stage2, "stage1_s": stage1_s,
                "total_s": time.perf_counter() - started, "recipe": asdict(recipe)}
     checkpoint.save_modules(entry, modules, history)

@@ -85,6 +85,8 @@ class WatermarkConfig:
     fidelity_end: float = option(1.0, "... and at its end (the official code: 1 throughout)")
     tune_steps: int = option(1000, "stage-2 updates of R on the owner's own surrogate")
     tune_lr: float = option(1e-3, "Adam learning rate of stage 2 (official 1e-4)")
+    owner_attacks: str = option("none", "stage 2: the augmentation of each of the owner's own surrogates, a comma "
+                                        "list (none: one plain surrogate, as the paper)")
     surrogate_epochs: int = option(20, "epochs of every surrogate (the owner's and the thief's)")
     finetune_epochs: int = option(5, "finetune attack: epochs on the thief's clean pairs")
     prune_amount: float = option(0.5, "prune attack: fraction of convolution weights zeroed")
@@ -98,6 +100,10 @@ class WatermarkConfig:
         for name in self.attacks():
             if name not in ATTACKS:
                 raise UnknownNameError("watermark attack", name, (*ATTACKS, "all"))
+        augmentations = tuple(a for a in ATTACKS if a not in REMOVALS)
+        for name in self.owner_attack_list():
+            if name not in augmentations:
+                raise UnknownNameError("owner's surrogate augmentation", name, augmentations)
         if self.surrogate not in IMAGE_MODELS:
             raise UnknownNameError("surrogate", self.surrogate, IMAGE_MODELS)
         if self.loss not in CONTENT_LOSSES:
@@ -131,6 +137,9 @@ class WatermarkConfig:
     def attacks(self) -> list[str]:
         return _names(self.attack, ATTACKS)
 
+    def owner_attack_list(self) -> tuple[str, ...]:
+        return tuple(_names(self.owner_attacks, ()))
+
     def key_rgb(self) -> tuple[float, float, float]:
         text = self.key.removeprefix("#")
         try:
@@ -162,7 +171,8 @@ class WatermarkConfig:
                            fidelity=(self.fidelity_start, self.fidelity_end), surrogate="unet",
                            surrogate_epochs=self.surrogate_epochs, tune_steps=self.tune_steps, tune_lr=self.tune_lr,
                            residual=self.residual, min_psnr=self.min_psnr, start_psnr=self.start_psnr,
-                           lr=self.hiding_lr, extractor_output=self.extractor_output)
+                           lr=self.hiding_lr, extractor_output=self.extractor_output,
+                           owner_attacks=self.owner_attack_list())
 
     @classmethod
     def from_dict(cls, cfg: dict[str, Any]) -> WatermarkConfig:
