@@ -34,11 +34,10 @@ from secbench.scenarios.watermark import (
     WatermarkConfig,
     _seeded,
     _steal,
-    _task_model,
     _verify,
     apply,
+    model_answers,
     task_data,
-    verification_queries,
 )
 
 
@@ -56,13 +55,8 @@ def main() -> None:
     for seed in (int(s) for s in args.seeds.split(",")):
         ctx = RunContext(torch.device("cpu"), seed, torch.Generator().manual_seed(seed), args.out / "artifacts",
                          args.out / "cache")
-        owner_model = _task_model(cfg, data.owner, "owner-model", ctx)
-        clean_model = _task_model(cfg, data.attacker, "clean-model", ctx)
-        (owner_in, owner_gt), (thief_in, thief_gt), (test_in, test_gt) = data.owner, data.attacker, data.test
-        covers, thief_out, test_out = (apply(owner_model, x, ctx.device) for x in (owner_in, thief_in, test_in))
-        queries = verification_queries(test_out, cfg.n_test, cfg.min_edges)
-        test_in, test_gt, test_out = test_in[queries], test_gt[queries], test_out[queries]
-        clean_out = apply(clean_model, test_in, ctx.device)
+        covers, thief_out, (test_in, test_gt, test_out, clean_out) = model_answers(cfg, data, ctx)
+        (owner_in, owner_gt), (thief_in, thief_gt) = data.owner, data.attacker
 
         method = create("defense", "watermark-structure", key=cfg.key_rgb(), target=cfg.structure_target)
         recipe = cfg.owner_recipe()

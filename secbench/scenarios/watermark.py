@@ -267,6 +267,18 @@ def _task_model(cfg: WatermarkConfig, pair: tuple[torch.Tensor, torch.Tensor], r
     return model
 
 
+def model_answers(cfg: WatermarkConfig, data: TaskData, ctx: RunContext
+                  ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
+    """The unmarked model M's answers to the owner's and the thief's inputs, and the verification
+    queries: (test inputs, their ground truth, M's answers, the independent clean model's answers)."""
+    owner_model = _task_model(cfg, data.owner, "owner-model", ctx)
+    clean_model = _task_model(cfg, data.attacker, "clean-model", ctx)
+    owner_out, thief_out, test_out = (apply(owner_model, x[0], ctx.device) for x in (data.owner, data.attacker, data.test))
+    queries = verification_queries(test_out, cfg.n_test, cfg.min_edges)
+    test_in, test_gt = data.test[0][queries], data.test[1][queries]
+    return owner_out, thief_out, (test_in, test_gt, test_out[queries], apply(clean_model, test_in, ctx.device))
+
+
 def _data_fields(cfg: WatermarkConfig) -> dict[str, Any]:
     names = ("task", "dataset", "noise_sigma", "data_seed", "patch_size", "n_owner", "n_attacker", "n_test")
     return {name: getattr(cfg, name) for name in names}
@@ -366,13 +378,8 @@ class Watermark(Scenario):
     def run(self, cfg: dict[str, Any], ctx: RunContext) -> Outcome:
         config = WatermarkConfig.from_dict(cfg)
         data = task_data(config)
-        owner_model = _task_model(config, data.owner, "owner-model", ctx)
-        clean_model = _task_model(config, data.attacker, "clean-model", ctx)
-        (owner_in, _), (thief_in, thief_gt), (test_in, test_gt) = data.owner, data.attacker, data.test
-        owner_out, thief_out, test_out = (apply(owner_model, x, ctx.device) for x in (owner_in, thief_in, test_in))
-        queries = verification_queries(test_out, config.n_test, config.min_edges)
-        test_in, test_gt, test_out = test_in[queries], test_gt[queries], test_out[queries]
-        clean_out = apply(clean_model, test_in, ctx.device)
+        owner_out, thief_out, (test_in, test_gt, test_out, clean_out) = model_answers(config, data, ctx)
+        thief_in, thief_gt = data.attacker
 
         method = config.method
         if method == "none":
