@@ -83,7 +83,7 @@ class WatermarkConfig:
     hiding_lr: float = option(1e-3, "Adam learning rate of stage 1 (official 2e-4, for 75,000 steps)")
     fidelity_start: float = option(1.0, "weight of H's fidelity MSE at the start of stage 1 (ramped geometrically)")
     fidelity_end: float = option(1.0, "... and at its end (the official code: 1 throughout)")
-    tune_steps: int = option(1000, "stage-2 updates of R on the owner's own surrogate")
+    tune_steps: int = option(2000, "stage-2 updates of R on the owner's own surrogates (official 20,000)")
     tune_lr: float = option(1e-3, "Adam learning rate of stage 2 (official 1e-4)")
     owner_attacks: str = option("none", "stage 2: the augmentation of each of the owner's own surrogates, a comma "
                                         "list (none: one plain surrogate, as the paper)")
