@@ -7,9 +7,10 @@ every stage-2 variant from the same stage-1 R, and prints, on the test queries, 
 mark's success (NC >= 0.95) on each thief's answers, mean NC, AUROC against the clean references,
 and the false positives on the independent clean model and on natural images.
 
-A variant is ``owner_attacks/tune_steps``: the augmentation of each of the owner's stage-2
-surrogates (``none`` is the paper's plain surrogate) and R's stage-2 updates, e.g.
-``none/1000`` (the paper's stage 2 at the ``quick`` budget) or ``none+crop+rotate+resize/1000``.
+A variant is ``owner_attacks/tune_steps[/unmarked]``: the augmentation of each of the owner's
+stage-2 surrogates (``none`` is the paper's plain surrogate), R's stage-2 updates, and optionally a
+surrogate of the unmarked model among R's blanks, e.g. ``none/1000`` (the paper's stage 2 at the
+``quick`` budget), ``none+crop+rotate+resize/1000`` or ``none/2000/unmarked``.
 
     OMP_NUM_THREADS=1 python benchmarks/watermark_stage2.py --seeds 1 [--attacks none,crop,rotate,resize,jpeg]
         [--variants none/1000,none+none/1000,none+crop+rotate+resize/1000] [--out DIR]
@@ -68,11 +69,11 @@ def main() -> None:
         suspects = {a: apply(_steal(cfg, thief_in, answers, (thief_in, thief_gt), a, ctx), test_in, ctx.device)
                     for a in attacks}
         for variant in args.variants.split(","):
-            owner_attacks, _, steps = variant.partition("/")
+            owner_attacks, steps, *blanks = variant.split("/")
             tuned = Protection(method, nets.embedder, copy.deepcopy(nets.extractor), {}, cached=False)
             started = time.perf_counter()
             train_stage_two(tuned, replace(recipe, owner_attacks=tuple(owner_attacks.split("+")),
-                                           tune_steps=int(steps)),
+                                           tune_steps=int(steps), unmarked_surrogate=blanks == ["unmarked"]),
                             covers, owner_in, owner_gt, generator=_seeded(ctx, "stage2", variant), device=ctx.device)
             wall = time.perf_counter() - started
             for attack, suspect in suspects.items():

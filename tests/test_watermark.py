@@ -15,6 +15,7 @@ from defenses.watermark.owner import _nets
 from secbench import store
 from secbench.cli import cli
 from secbench.errors import SecbenchError
+from secbench.imageops import to_uint8
 from secbench.registry import create
 from secbench.scenarios.watermark import Watermark, WatermarkConfig, task_data, verification_queries
 
@@ -190,23 +191,26 @@ def test_stage_two_trains_one_surrogate_per_owner_attack(one_thread, monkeypatch
     import defenses.watermark.owner as owner
 
     cfg = WatermarkConfig(n_owner=16, width=4, extractor_width=4, hiding_steps=2, tune_steps=3, surrogate_epochs=1,
-                          owner_attacks="none,crop")
+                          owner_attacks="none,crop", unmarked_surrogate=True)
     trained = []
 
-    def recording(*args, augmentation=None, **kwargs):
-        trained.append(augmentation)
-        return train_image_model(*args, augmentation=augmentation, **kwargs)
+    def recording(model, inputs, targets, *args, augmentation=None, **kwargs):
+        trained.append((targets, augmentation))
+        return train_image_model(model, inputs, targets, *args, augmentation=augmentation, **kwargs)
 
     monkeypatch.setattr(owner, "train_image_model", recording)
     method = create("defense", "watermark-structure")
     torch.manual_seed(0)
     nets = _nets(cfg.owner_recipe(), method)
-    images = torch.rand(16, 3, 32, 32)
+    covers, inputs = torch.rand(16, 3, 32, 32), torch.rand(16, 3, 32, 32)
     history = owner.train_stage_two(owner.Protection(method, nets.embedder, nets.extractor, {}, cached=False),
-                                    cfg.owner_recipe(), images, images, images,
+                                    cfg.owner_recipe(), covers, inputs, inputs,
                                     generator=torch.Generator().manual_seed(0), device=torch.device("cpu"))
-    assert len(history["loss"]) == 3
-    assert trained[0] is None  # the paper's plain surrogate ...
-    moved, _ = trained[1](torch.full((1, 3, 32, 32), 0, dtype=torch.uint8).index_fill(3, torch.tensor([0]), 255),
-                          torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
-    assert len(trained) == 2 and moved[..., 0].float().mean() < 255  # ... and one trained on random crops
+    assert len(history["loss"]) == 3 and len(trained) == 3
+    (marked, plain), (marked_again, crop), (unmarked, last) = trained
+    assert plain is None and last is None  # the paper's plain surrogate, and the unmarked model's
+    assert torch.equal(marked, marked_again) and not torch.equal(marked, to_uint8(covers))
+    assert torch.equal(unmarked, to_uint8(covers))  # the negatives' surrogate learns the unmarked answers
+    edge = torch.zeros(1, 3, 32, 32, dtype=torch.uint8).index_fill(3, torch.tensor([0]), 255)
+    moved, _ = crop(edge, torch.zeros_like(edge))
+    assert moved[..., 0].float().mean() < 255  # the second marked surrogate trains on random crops

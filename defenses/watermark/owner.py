@@ -50,6 +50,7 @@ class OwnerRecipe:
     lr: float = 2e-4  # stage-1 Adam learning rate (official)
     extractor_output: str = "relu"  # R's last activation: secbench.hiding.EXTRACTOR_OUTPUTS (relu: official)
     owner_attacks: tuple[str, ...] = ("none",)  # augmentation of each of the owner's stage-2 surrogates (official: none)
+    unmarked_surrogate: bool = False  # stage 2: a surrogate of the unmarked model among R's blanks (official: no)
 
 
 @dataclass
@@ -117,19 +118,23 @@ def train_stage_two(protection: Protection, recipe: OwnerRecipe, covers: torch.T
     H's and every surrogate's outputs give the mark and ``covers``, ``inputs`` and ``truth`` the blank."""
     method = protection.method
     marked = protection.mark_outputs(covers, device)
-    stolen = []
-    for attack in recipe.owner_attacks:
+
+    def surrogate_outputs(answers: torch.Tensor, attack: str, what: str) -> torch.Tensor:
         augmentation = (None if attack == "none" else
                         create("attack", f"aug-{attack}", seed=int(torch.randint(2**31, (1,), generator=generator))))
         surrogate = build_surrogate(recipe.surrogate, recipe.width)
-        train_image_model(surrogate, to_uint8(inputs), to_uint8(marked), image_train_config(recipe.surrogate_epochs),
+        train_image_model(surrogate, to_uint8(inputs), to_uint8(answers), image_train_config(recipe.surrogate_epochs),
                           loss="l2", generator=generator, device=device, augmentation=augmentation, progress=progress,
-                          description=f"{method.name}: owner's surrogate ({attack})")
+                          description=f"{method.name}: owner's surrogate of the {what} model ({attack})")
         with torch.no_grad():
-            stolen.append(quantize(torch.cat([surrogate(b.to(device)).cpu() for b in inputs.split(_BATCH)])))
+            return quantize(torch.cat([surrogate(b.to(device)).cpu() for b in inputs.split(_BATCH)]))
+
+    stolen = [surrogate_outputs(marked, attack, "marked") for attack in recipe.owner_attacks]
+    # a surrogate of the unmarked model answers like a thief's but carries no mark: the negatives R confuses most
+    blanks = [covers, inputs, truth, *([surrogate_outputs(covers, "none", "unmarked")] if recipe.unmarked_surrogate else [])]
     tune = HidingConfig(steps=recipe.tune_steps, batch_size=recipe.batch_size, lr=recipe.tune_lr,
                         clean_weight=method.clean_weight, stages=method.stages)
-    return tune_extractor(protection.extractor, [marked, *stolen], [covers] * (1 + len(stolen)), [covers, inputs, truth],
+    return tune_extractor(protection.extractor, [marked, *stolen], [covers] * (1 + len(stolen)), blanks,
                           method.mark, tune, generator=generator, device=device, progress=progress,
                           description=f"{method.name}: fine-tune R on the owner's surrogates")
 

@@ -87,6 +87,8 @@ class WatermarkConfig:
     tune_lr: float = option(1e-3, "Adam learning rate of stage 2 (official 1e-4)")
     owner_attacks: str = option("none", "stage 2: the augmentation of each of the owner's own surrogates, a comma "
                                         "list (none: one plain surrogate, as the paper)")
+    unmarked_surrogate: bool = option(False, "stage 2: also train a surrogate on the owner's unmarked answers and "
+                                             "add its outputs to R's blanks (not in the paper)")
     surrogate_epochs: int = option(20, "epochs of every surrogate (the owner's and the thief's)")
     finetune_epochs: int = option(5, "finetune attack: epochs on the thief's clean pairs")
     prune_amount: float = option(0.5, "prune attack: fraction of convolution weights zeroed")
@@ -172,7 +174,7 @@ class WatermarkConfig:
                            surrogate_epochs=self.surrogate_epochs, tune_steps=self.tune_steps, tune_lr=self.tune_lr,
                            residual=self.residual, min_psnr=self.min_psnr, start_psnr=self.start_psnr,
                            lr=self.hiding_lr, extractor_output=self.extractor_output,
-                           owner_attacks=self.owner_attack_list())
+                           owner_attacks=self.owner_attack_list(), unmarked_surrogate=self.unmarked_surrogate)
 
     @classmethod
     def from_dict(cls, cfg: dict[str, Any]) -> WatermarkConfig:
