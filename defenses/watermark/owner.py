@@ -5,8 +5,9 @@ discriminator D (PatchGAN, LSGAN) jointly on the protected model's outputs (``se
 Stage 2 is the official "adversarial stage": the owner plays thief once, trains a surrogate on
 (its own inputs, marked outputs) without augmentation, and fine-tunes R alone so that the
 surrogate's outputs carry the mark too (watermarking.md §A1 "Stage 2"). ``owner_attacks`` lets the
-owner play several thieves instead, one surrogate per augmentation attack (a departure from the
-paper, which trains one plain surrogate: ``("none",)``).
+owner play several thieves instead, one surrogate per augmentation attack, and
+``unmarked_surrogate`` adds a surrogate of the unmarked model to R's blanks (both departures from
+the paper, which trains one plain surrogate: ``("none",)``, and no unmarked one).
 """
 
 from __future__ import annotations
@@ -115,7 +116,8 @@ def train_stage_two(protection: Protection, recipe: OwnerRecipe, covers: torch.T
                     progress: Progress | None = None) -> dict[str, list[float]]:
     """Stage 2, in place on ``protection.extractor``: the owner trains one surrogate per attack of
     ``recipe.owner_attacks`` on (its inputs, marked outputs), as a thief would, and fine-tunes R so that
-    H's and every surrogate's outputs give the mark and ``covers``, ``inputs`` and ``truth`` the blank."""
+    H's and every surrogate's outputs give the mark and ``covers``, ``inputs`` and ``truth`` (and, with
+    ``recipe.unmarked_surrogate``, a surrogate of the unmarked model trained on ``covers``) the blank."""
     method = protection.method
     marked = protection.mark_outputs(covers, device)
 
