@@ -1,4 +1,4 @@
 """Everything the adversary does: augmentation attacks, surrogate theft, backdoor triggers,
 adversarial examples, label noise. Each attack registers itself with ``@register("attack", name)``."""
 
-from attacks import adversarial, augment, backdoor, corruptions, surrogate  # noqa: E402,F401  (registers)
+from attacks import adversarial, augment, backdoor, corruptions, label_noise, surrogate  # noqa: E402,F401  (registers)

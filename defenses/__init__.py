@@ -1,4 +1,4 @@
 """Everything the defender does: model watermarking, backdoor defenses, noisy-label learning.
 Each defense registers itself with ``@register("defense", name)``."""
 
-from defenses import backdoor, watermark  # noqa: E402,F401  (registers)
+from defenses import backdoor, noisy_labels, watermark  # noqa: E402,F401  (registers)

@@ -70,5 +70,18 @@ VIEWS: dict[str, tuple[ReportView, ...]] = {
         ReportView("Progressive selection: target accuracy after each labelling round (r)",
                    rows=("dataset", "method"), metrics="select_*"),
     ),
+    # rows: the learner; columns: the noise (kind-rate) its training labels carried
+    "noisy-labels": (
+        ReportView("noisy-label segmentation: test mIoU by learner and training-label noise", rows=("dataset", "model",
+                   "method"), cols="attack", metrics="miou"),
+        ReportView("the clean-label upper bound (same network and recipe, clean labels): test mIoU",
+                   rows=("dataset", "model", "method"), cols="attack", metrics="upper_bound_miou"),
+        ReportView("noisy-label segmentation: mIoU, OA, the upper bound, the realised noise rate", rows=("dataset",
+                   "model", "method", "attack"), metrics="miou,oa,upper_bound_miou,upper_bound_oa,realised_noise_rate"),
+        ReportView("PNAL's label correction against the clean labels (fractions of training points)",
+                   rows=("dataset", "model", "method", "attack"),
+                   metrics="kept_fraction,kept_label_acc,correction_precision,correction_recall,cluster_purity"),
+        ReportView("per-class test IoU", rows=("dataset", "model", "method", "attack"), metrics="iou_*"),
+    ),
 }
 """Scenario name → its default tables, in display order. Scenarios add theirs here."""

@@ -14,7 +14,7 @@ from secbench.console import stdout_console
 from secbench.errors import UnknownNameError
 
 KIND_NAMES = {"scenarios": "scenario", "attacks": "attack", "defenses": "defense", "models": "model",
-              "datasets": "dataset"}
+              "datasets": "dataset", "pointclouds": "pointcloud", "segmenters": "segmenter"}
 
 
 def run_scenario(scenario_cls: type, *, preset: str, seeds: list[int], device: str, out_dir: Path, force: bool,

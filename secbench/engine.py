@@ -1,7 +1,8 @@
 """The one training and evaluation loop every scenario uses.
 
-Batches are drawn by index from tensors already in memory (on the accelerator when they fit),
-and augmentation runs on whole batches, instead of a per-sample Python ``Dataset`` with a
+Batches are drawn by index from tensors already in memory (on the accelerator when they fit): an
+:class:`~secbench.data.base.ImageSet`, or any set with the same ``batch``/``to``/``device``/``nbytes``
+surface (:class:`~secbench.data.points.PointSet` for point-cloud segmentation). Augmentation runs on whole batches, instead of a per-sample Python ``Dataset`` with a
 ``DataLoader``: on small images the per-sample path costs more than the network itself
 (``benchmarks/engine.py`` measures the difference). On CUDA the loop uses AMP and channels_last.
 """
@@ -13,6 +14,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -24,7 +26,7 @@ from secbench.errors import SecbenchError, TrainingDiverged
 from secbench.progress import NullProgress, Progress
 
 AUGMENTATIONS = ("flip", "crop")
-SCHEDULES = ("cosine", "triangle", "constant")
+SCHEDULES = ("cosine", "triangle", "constant", "step")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 # Keep a dataset on the GPU only when it leaves most of the memory to the model.
 _DEVICE_DATA_FRACTION = 0.25
@@ -49,13 +51,26 @@ def select_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def place(data: ImageSet, device: torch.device) -> ImageSet:
+class TrainingSet(Protocol):
+    """What :func:`fit` draws batches from: :class:`ImageSet`, or :class:`~secbench.data.points.PointSet`."""
+
+    labels: torch.Tensor
+
+    def __len__(self) -> int: ...
+    @property
+    def device(self) -> torch.device: ...
+    @property
+    def nbytes(self) -> int: ...
+    def to(self, device: torch.device) -> TrainingSet: ...
+    def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+def place(data: TrainingSet, device: torch.device) -> TrainingSet:
     """Move ``data`` to ``device`` when it fits comfortably, else keep it on the CPU (batches move instead)."""
     if device.type != "cuda":
         return data
     free, _ = torch.cuda.mem_get_info(device)
-    size = data.images.numel() * data.images.element_size()
-    return data.to(device) if size < _DEVICE_DATA_FRACTION * free else data
+    return data.to(device) if data.nbytes < _DEVICE_DATA_FRACTION * free else data
 
 
 @dataclass(frozen=True)
@@ -70,10 +85,13 @@ class TrainConfig:
     weight_decay: float = 5e-4
     schedule: str = "triangle"
     warmup: float = 0.2  # fraction of steps rising to ``lr`` under the triangle schedule
+    step_every: int = 5  # the step schedule multiplies the rate by ``step_gamma`` every ``step_every`` epochs
+    step_gamma: float = 0.9
     augment: tuple[str, ...] = field(default=("crop", "flip"))
     crop_pad: int = 4
     label_smoothing: float = 0.0
     precise_bn: int = 50  # batches used to re-estimate BatchNorm statistics after training; 0 turns it off
+    ema: float = 0.0  # decay of an exponential moving average of the weights, which replaces them at the end; 0: off
 
     def __post_init__(self) -> None:
         for value, valid, what in ((self.schedule, SCHEDULES, "schedule"), (self.optimizer, OPTIMIZERS, "optimizer")):
@@ -86,6 +104,10 @@ class TrainConfig:
             raise SecbenchError("epochs, batch size and learning rate must be positive")
         if self.precise_bn < 0:
             raise SecbenchError("--precise-bn counts batches: 0 (off) or more")
+        if not 0 <= self.ema < 1:
+            raise SecbenchError(f"an EMA decay lies in [0, 1) (0: off), got {self.ema}")
+        if self.step_every < 1 or not 0 < self.step_gamma <= 1:
+            raise SecbenchError("the step schedule needs step_every >= 1 epoch and 0 < step_gamma <= 1")
 
 
 def augment_batch(images: torch.Tensor, ops: Sequence[str], generator: torch.Generator, pad: int = 4) -> torch.Tensor:
@@ -94,6 +116,8 @@ def augment_batch(images: torch.Tensor, ops: Sequence[str], generator: torch.Gen
     ``images``: ``(N, C, H, W)``. To move a paired target with its input (image-to-image tasks),
     concatenate both along ``C`` first: they then share every sampled transform.
     """
+    if not ops:  # e.g. point blocks, which have no image axes
+        return images
     n, _, h, w = images.shape
     if "flip" in ops:
         flip = (torch.rand(n, generator=generator) < 0.5).to(images.device)
@@ -110,9 +134,13 @@ def augment_batch(images: torch.Tensor, ops: Sequence[str], generator: torch.Gen
     return images
 
 
-def _lr_factor(cfg: TrainConfig, total_steps: int) -> Callable[[int], float]:
+def _lr_factor(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
+    total_steps = cfg.epochs * steps_per_epoch
+
     def factor(step: int) -> float:
         t = step / max(1, total_steps)
+        if cfg.schedule == "step":
+            return cfg.step_gamma ** (step // steps_per_epoch // cfg.step_every)
         if cfg.schedule == "cosine":
             return 0.5 * (1 + math.cos(math.pi * t))
         if cfg.schedule == "triangle":
@@ -152,6 +180,9 @@ def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
 
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# (model output, labels, the batch's item indices) -> loss: for learners that keep per-item state,
+# e.g. a noisy-label corrector's prediction history and corrected labels
+ItemLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 # One epoch's item order, ``len(inputs)`` indices: a random permutation by default; a sampler may
 # repeat or re-balance items (e.g. oversample a small subset so that each batch holds a fixed share).
 Sampler = Callable[[torch.Generator], torch.Tensor]
@@ -166,15 +197,39 @@ def _epoch_order(sampler: Sampler | None, n: int, generator: torch.Generator) ->
     return order
 
 
+def to_model(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A batch on ``device``, channels_last when it is an image batch (the layout :func:`prepare_model` gives convs)."""
+    x = x.to(device, non_blocking=True)
+    return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
+
+
+class _WeightAverage:
+    """An exponential moving average of a model's floating-point state (weights and BN statistics)."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.state = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        current = model.state_dict()
+        for key, average in self.state.items():
+            average.lerp_(current[key], 1 - self.decay)
+
+    def copy_to(self, model: nn.Module) -> None:
+        model.load_state_dict(self.state, strict=False)
+
+
 def fit(
     model: nn.Module,
-    inputs: ImageSet,
+    inputs: TrainingSet,
     cfg: TrainConfig,
     *,
     generator: torch.Generator,
     device: torch.device,
     targets: torch.Tensor | None = None,
     loss_fn: LossFn | None = None,
+    item_loss: ItemLoss | None = None,
     sampler: Sampler | None = None,
     progress: Progress | None = None,
     description: str = "train",
@@ -191,18 +246,24 @@ def fit(
     precise-BN pass, and returns the batch to use, which may be larger: a training-controlled
     backdoor attacker appends a poisoned batch to each clean one. With ``targets`` it gets
     ``(images, float targets)`` instead, e.g. a thief's augmentation of both images of each pair.
+    ``item_loss(output, labels, index)`` replaces ``loss_fn`` for a learner that tracks items across
+    epochs (it sees every item once per epoch unless a ``sampler`` says otherwise). With ``cfg.ema`` the
+    weights' moving average replaces the weights at the end (before precise BN).
     History values are per image trained on. A non-finite loss raises :class:`TrainingDiverged`.
     """
+    if item_loss is not None and (loss_fn is not None or targets is not None):
+        raise ValueError("item_loss replaces loss_fn and targets; give one of them")
     progress = progress or NullProgress()
     data = place(inputs, device)
-    paired = targets.to(data.images.device) if targets is not None else None
-    classify = paired is None and loss_fn is None
+    paired = targets.to(data.device) if targets is not None else None
+    classify = paired is None and loss_fn is None and item_loss is None
     loss_fn = loss_fn or (lambda out, y: F.cross_entropy(out, y, label_smoothing=cfg.label_smoothing))
     model = prepare_model(model, device)
     optimizer = _optimizer(model, cfg)
     steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
     total_steps = cfg.epochs * steps_per_epoch
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(cfg, total_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(cfg, steps_per_epoch))
+    average = _WeightAverage(model, cfg.ema) if cfg.ema else None
     scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and not torch.cuda.is_bf16_supported())
     history: dict[str, list[float]] = {"loss": [], "acc": [], "lr": [], "epoch_s": []}
 
@@ -210,7 +271,7 @@ def fit(
     with progress.task(description, total=total_steps) as bar:
         for epoch in range(cfg.epochs):
             start = time.perf_counter()
-            order = _epoch_order(sampler, len(data), generator).to(data.images.device)
+            order = _epoch_order(sampler, len(data), generator).to(data.device)
             loss_sum, seen = 0.0, 0
             correct = torch.zeros((), device=device)
             for step in range(steps_per_epoch):
@@ -225,11 +286,10 @@ def fit(
                     x, y = both[:, : x.shape[1]], both[:, x.shape[1] :]
                 else:
                     x = augment_batch(x, cfg.augment, generator, cfg.crop_pad)
-                x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-                y = y.to(device, non_blocking=True)
+                x, y = to_model(x, device), y.to(device, non_blocking=True)
                 with _autocast(device):
                     out = model(x)
-                    loss = loss_fn(out, y)
+                    loss = loss_fn(out, y) if item_loss is None else item_loss(out, y, index)
                 loss_value = loss.item()  # one sync per step, also the NaN guard
                 if not math.isfinite(loss_value):
                     raise TrainingDiverged(f"{description}: loss became {loss_value} at epoch {epoch + 1}, step {step + 1}")
@@ -238,6 +298,8 @@ def fit(
                 scaler.step(optimizer)
                 scaler.update()
                 scheduler.step()
+                if average is not None:
+                    average.update(model)
                 loss_sum += loss_value * len(x)
                 seen += len(x)
                 if classify:
@@ -247,6 +309,8 @@ def fit(
             history["acc"].append(correct.item() / seen if classify else float("nan"))
             history["lr"].append(optimizer.param_groups[0]["lr"])
             history["epoch_s"].append(time.perf_counter() - start)
+    if average is not None:
+        average.copy_to(model)
     if cfg.precise_bn:
         recalibrate_batchnorm(model, data, batches=cfg.precise_bn, batch_size=cfg.batch_size, generator=generator,
                               device=device, sampler=sampler, batch_hook=batch_hook)
@@ -255,7 +319,7 @@ def fit(
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(model: nn.Module, data: ImageSet, *, batches: int, batch_size: int,
+def recalibrate_batchnorm(model: nn.Module, data: TrainingSet, *, batches: int, batch_size: int,
                           generator: torch.Generator, device: torch.device, sampler: Sampler | None = None,
                           batch_hook: BatchHook | None = None) -> int:
     """Re-estimate every BatchNorm's running statistics as a plain average over ``batches`` un-augmented
@@ -274,14 +338,14 @@ def recalibrate_batchnorm(model: nn.Module, data: ImageSet, *, batches: int, bat
         m.reset_running_stats()
         m.momentum = None  # cumulative moving average: every batch weighs the same
     model.train()
-    order = _epoch_order(sampler, len(data), generator).to(data.images.device)
+    order = _epoch_order(sampler, len(data), generator).to(data.device)
     used = 0
     for step in range(min(batches, math.ceil(len(data) / batch_size))):
         x, y = data.batch(order[step * batch_size : (step + 1) * batch_size])
         if batch_hook is not None:
             x, _ = batch_hook(x, y)
         with _autocast(device):
-            model(x.to(device).contiguous(memory_format=torch.channels_last))
+            model(to_model(x, device))
         used += len(x)
     for m, momentum in zip(norms, momenta, strict=True):
         m.momentum = momentum
@@ -290,12 +354,13 @@ def recalibrate_batchnorm(model: nn.Module, data: ImageSet, *, batches: int, bat
 
 @torch.no_grad()
 def predict(model: nn.Module, images: torch.Tensor, *, device: torch.device, batch_size: int = 512) -> torch.Tensor:
-    """Model outputs for ``(N, C, H, W)`` images (uint8, or float in [0, 1]), in batches; on the CPU as float32."""
+    """Model outputs for ``(N, C, H, W)`` images (uint8, or float in [0, 1]), or any other float inputs
+    (point blocks ``(N, 9, P)``), in batches; on the CPU as float32."""
     model.eval()
     outs = []
     for start in range(0, len(images), batch_size):
-        x = images[start : start + batch_size].to(device)
-        x = (x.float().div_(255) if x.dtype == torch.uint8 else x).contiguous(memory_format=torch.channels_last)
+        x = to_model(images[start : start + batch_size], device)
+        x = x.float().div_(255) if x.dtype == torch.uint8 else x
         with _autocast(device):
             outs.append(model(x).float().cpu())
     return torch.cat(outs)

@@ -109,3 +109,19 @@ def auroc(positive_scores: torch.Tensor, negative_scores: torch.Tensor) -> float
     n_pos, n_neg = pos.numel(), neg.numel()
     u_statistic = ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2
     return (u_statistic / (n_pos * n_neg)).item()
+
+
+def confusion_matrix(predicted: torch.Tensor, truth: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """``(K, K)`` int64 counts, rows: true class, columns: predicted class, over all elements."""
+    index = truth.reshape(-1).long() * num_classes + predicted.reshape(-1).long()
+    return torch.bincount(index, minlength=num_classes * num_classes).view(num_classes, num_classes)
+
+
+def segmentation_scores(predicted: torch.Tensor, truth: torch.Tensor, num_classes: int) -> dict[str, torch.Tensor]:
+    """Overall accuracy ``oa``, per-class ``iou`` ``(K,)`` (NaN for a class absent from both) and ``miou``,
+    the mean over the classes present; from the confusion matrix, as S3DIS and ScanNet report them."""
+    confusion = confusion_matrix(predicted, truth, num_classes).double()
+    hits = confusion.diag()
+    union = confusion.sum(0) + confusion.sum(1) - hits
+    iou = torch.where(union > 0, hits / union.clamp_min(1), torch.full_like(hits, float("nan")))
+    return {"oa": hits.sum() / confusion.sum(), "iou": iou, "miou": iou.nanmean()}

@@ -83,3 +83,30 @@ def image_rows(rows: Mapping[str, Any], path: Path, *, title: str) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+IGNORED_COLOUR = (0.8, 0.8, 0.8)
+
+
+def point_panels(xyz: Any, panels: Mapping[str, Any], classes: Sequence[str], path: Path, *, title: str) -> Path:
+    """One 3-D scatter per entry of ``panels`` (per-point class ids, -1 drawn grey) of the points ``xyz``
+    ``(P, 3)``, in a shared categorical palette with one legend for the classes."""
+    import numpy as np
+
+    palette = plt.get_cmap("tab20").colors
+    fig = plt.figure(figsize=(4 * len(panels), 4.2), dpi=110)
+    for i, (name, labels) in enumerate(panels.items()):
+        labels = np.asarray(labels)
+        colours = np.array([palette[c % len(palette)] if c >= 0 else IGNORED_COLOUR for c in labels])
+        ax = fig.add_subplot(1, len(panels), i + 1, projection="3d")
+        ax.scatter(xyz[:, 0], xyz[:, 1], xyz[:, 2], c=colours, s=1.5, depthshade=False, linewidths=0)
+        ax.view_init(elev=55, azim=-60)
+        ax.set_title(name, fontsize=10)
+        ax.set_axis_off()
+    handles = [plt.Line2D([], [], marker="o", ls="", color=palette[c % len(palette)], label=name)
+               for c, name in enumerate(classes)]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(classes), 11), fontsize=7, frameon=False)
+    fig.suptitle(title, fontsize=11)
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+    return path

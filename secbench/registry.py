@@ -19,13 +19,15 @@ from typing import Any, TypeVar
 
 from secbench.errors import SecbenchError, UnknownNameError
 
-KINDS = ("scenario", "attack", "defense", "model", "dataset")
+KINDS = ("scenario", "attack", "defense", "model", "dataset", "pointcloud", "segmenter")
 _BUILTIN_PACKAGES = {
     "scenario": "secbench.scenarios",
     "attack": "attacks",
     "defense": "defenses",
     "model": "secbench.models",
     "dataset": "secbench.data",
+    "pointcloud": "secbench.data",  # point-cloud segmentation datasets (PointSplits, not images)
+    "segmenter": "secbench.models",  # point-cloud segmentation networks
 }
 PLUGIN_GROUP = "secbench.plugins"
 

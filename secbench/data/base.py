@@ -34,6 +34,14 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.images)
 
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
+    @property
+    def nbytes(self) -> int:
+        return self.images.numel() * self.images.element_size()
+
     def subset(self, index: torch.Tensor | np.ndarray | list[int]) -> ImageSet:
         index = torch.as_tensor(index, dtype=torch.long)
         return ImageSet(self.images[index], self.labels[index])

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from secbench import checkpoint
+from secbench.config import config_hash
 from secbench.progress import NullProgress, Progress
 
 
@@ -30,6 +31,20 @@ class RunContext:
 
     def write_json(self, filename: str, payload: Any) -> Path:
         return checkpoint.write_json(self.artifacts / filename, payload)
+
+    def cache_entry(self, prefix: str, payload: dict[str, Any]) -> Path:
+        """The cache folder of a trained component: ``payload`` (what it was trained from), the seed and the
+        device decide it, so every run of the results folder that needs the same component reuses it."""
+        key = config_hash({**payload, "seed": self.seed, "device": self.device.type})
+        return self.cache / f"{prefix}-{key.split(':')[1][:16]}"
+
+    def stream(self, *parts: str) -> torch.Generator:
+        """A random stream of its own for one component (and the global stream its networks initialise
+        from), derived from the run's seed: a component draws the same numbers whether or not others ran
+        before it in this process, so a cached and a fresh upstream component give the same result."""
+        seed = int(config_hash({"seed": self.seed, "parts": parts}).split(":")[1][:15], 16)
+        torch.manual_seed(seed)
+        return torch.Generator().manual_seed(seed)
 
 
 @dataclass

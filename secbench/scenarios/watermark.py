@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -26,7 +25,7 @@ from attacks.augment import AUGMENTATIONS
 from attacks.surrogate import CONTENT_LOSSES, build_surrogate, image_train_config, train_image_model
 from defenses.watermark.owner import OwnerRecipe, Protection, protect, quantize
 from secbench import checkpoint
-from secbench.config import config_hash, option
+from secbench.config import option
 from secbench.data import load_dataset
 from secbench.errors import SecbenchError, UnknownNameError
 from secbench.hiding import EXTRACTOR_OUTPUTS, RESIDUALS, TARGETS
@@ -238,29 +237,15 @@ def apply(model: nn.Module, images: torch.Tensor, device: torch.device) -> torch
     return quantize(torch.cat([model(b.to(device)).float().cpu() for b in images.split(_BATCH)]))
 
 
-def _seeded(ctx: RunContext, *parts: str) -> torch.Generator:
-    """A random stream of its own for one component (and the global stream its networks initialise
-    from), derived from the run's seed: a component draws the same numbers whether or not others ran
-    before it in this process, so cached and fresh owner networks give the same thief."""
-    seed = int(config_hash({"seed": ctx.seed, "parts": parts}).split(":")[1][:15], 16)
-    torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
-
-
-def _entry(ctx: RunContext, kind: str, payload: dict[str, Any]) -> Path:
-    key = config_hash({**payload, "seed": ctx.seed, "device": ctx.device.type})
-    return ctx.cache / f"watermark-{kind}-{key.split(':')[1][:16]}"
-
-
 def _task_model(cfg: WatermarkConfig, pair: tuple[torch.Tensor, torch.Tensor], role: str, ctx: RunContext
                 ) -> nn.Module:
     """A UNet for the task trained on ``pair`` (cached): the owner's M, or the independent clean model."""
     model = UNet(3, 3, width=cfg.width, depth=int(math.log2(cfg.patch_size)) - 1, norm="instance")
     payload = {"role": role, "data": _data_fields(cfg), "width": cfg.width, "epochs": cfg.task_epochs}
-    entry = _entry(ctx, role, payload)
+    entry = ctx.cache_entry(f"watermark-{role}", payload)
     if checkpoint.load_modules(entry, {"model": model}, ctx.device) is not None:
         return model
-    generator = _seeded(ctx, role)  # the independent model differs in data and initialisation
+    generator = ctx.stream(role)  # the independent model differs in data and initialisation
     model = UNet(3, 3, width=cfg.width, depth=int(math.log2(cfg.patch_size)) - 1, norm="instance")
     history = train_image_model(model, to_uint8(pair[0]), to_uint8(pair[1]), image_train_config(cfg.task_epochs), loss="l1",
                                 generator=generator, device=ctx.device, progress=ctx.progress,
@@ -293,18 +278,19 @@ def _protection(cfg: WatermarkConfig, method: str, owner: tuple[torch.Tensor, to
     options = ({"size": cfg.patch_size, "watermark": cfg.watermark} if method == "baseline"
                else {"key": cfg.key_rgb(), "target": cfg.structure_target})
     recipe = cfg.owner_recipe()
-    entry = _entry(ctx, f"{method}-owner", {"data": _data_fields(cfg), "method": method, "options": options,
-                                            "recipe": asdict(recipe), "task_epochs": cfg.task_epochs,
-                                            "stage2_unmarked": "outputs,inputs,truth"})
+    entry = ctx.cache_entry(f"watermark-{method}-owner",
+                            {"data": _data_fields(cfg), "method": method, "options": options,
+                             "recipe": asdict(recipe), "task_epochs": cfg.task_epochs,
+                             "stage2_unmarked": "outputs,inputs,truth"})
     inputs, truth = owner
     return protect(create("defense", f"watermark-{method}", **options), recipe, covers, inputs, truth, entry=entry,
-                   generator=_seeded(ctx, "owner", method), device=ctx.device, progress=ctx.progress)
+                   generator=ctx.stream("owner", method), device=ctx.device, progress=ctx.progress)
 
 
 def _steal(cfg: WatermarkConfig, queries: torch.Tensor, answers: torch.Tensor, clean_pair: tuple[torch.Tensor, ...],
            attack: str, ctx: RunContext) -> nn.Module:
     """The thief's surrogate: trained on (queries, API answers) under ``attack``."""
-    generator = _seeded(ctx, "thief", attack)
+    generator = ctx.stream("thief", attack)
     augmentation = None
     if attack not in REMOVALS:
         augmentation = create("attack", f"aug-{attack}", seed=ctx.seed, **cfg.attack_kwargs())
