@@ -4,12 +4,17 @@ Built-ins: ``digits``, ``shapes`` and ``patches`` are made from data bundled wit
 scikit-image (always available offline); ``cifar10``, ``cifar100``, ``svhn``, ``gtsrb`` and
 ``imagefolder`` read local files and never download. Every factory takes ``seed``, ``n_train``
 and ``n_test`` (None: the dataset's own size) plus its own options.
+
+Point-cloud segmentation datasets (registry kind ``pointcloud``) return
+:class:`~secbench.data.points.PointSplits` of fixed-size blocks instead: ``scenes`` (procedural
+furnished rooms, :mod:`secbench.data.scenes`) and the local-disk ``s3dis`` and ``scannet``
+(:mod:`secbench.data.point_local`).
 """
 
 from __future__ import annotations
 
 from secbench import registry
-from secbench.data import digits, local, patches, shapes  # noqa: F401  (they register themselves)
+from secbench.data import digits, local, patches, point_local, scenes, shapes  # noqa: F401 (self-registering)
 from secbench.data.base import DataSplits, ImageSet, channel_stats, data_root, make_splits, subsample
 from secbench.errors import SecbenchError
 

@@ -113,9 +113,12 @@ def room_blocks(xyz: np.ndarray, rgb: np.ndarray, labels: np.ndarray, instances:
     low, high = xyz.min(0), xyz.max(0)
     extent = np.maximum(high - low, 1e-6)
     cells = np.floor((xyz[:, :2] - low[:2]) / block_size).astype(int)
+    unique_cells, cell_of = np.unique(cells, axis=0, return_inverse=True)
+    by_cell = np.argsort(cell_of.reshape(-1), kind="stable")  # each cell's points, in their original order
+    starts = np.searchsorted(cell_of.reshape(-1)[by_cell], np.arange(len(unique_cells) + 1))
     points, block_labels, block_instances = [], [], []
-    for cell in np.unique(cells, axis=0):
-        members = np.flatnonzero((cells == cell).all(1))
+    for i, cell in enumerate(unique_cells):
+        members = by_cell[starts[i] : starts[i + 1]]
         if len(members) < min_points:
             continue
         chosen = rng.choice(members, block_points, replace=len(members) < block_points)
@@ -134,6 +137,8 @@ def room_blocks(xyz: np.ndarray, rgb: np.ndarray, labels: np.ndarray, instances:
 def stack_rooms(rooms: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> PointSet:
     """One :class:`PointSet` from the :func:`room_blocks` of several rooms; instance ids are made unique
     over the set by offsetting each room's ids."""
+    if not rooms:
+        raise SecbenchError("no rooms to build a point set from")
     points, labels, instances, room_ids = [], [], [], []
     offset = 0
     for room, (p, y, inst) in enumerate(rooms):
