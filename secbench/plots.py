@@ -93,14 +93,16 @@ def point_panels(xyz: Any, panels: Mapping[str, Any], classes: Sequence[str], pa
     ``(P, 3)``, in a shared categorical palette with one legend for the classes."""
     import numpy as np
 
-    palette = plt.get_cmap("tab20").colors
+    tab20 = plt.get_cmap("tab20").colors
+    palette = tab20[0::2] + tab20[1::2]  # ten saturated colours first, then their light twins
     fig = plt.figure(figsize=(4 * len(panels), 4.2), dpi=110)
     for i, (name, labels) in enumerate(panels.items()):
         labels = np.asarray(labels)
         colours = np.array([palette[c % len(palette)] if c >= 0 else IGNORED_COLOUR for c in labels])
         ax = fig.add_subplot(1, len(panels), i + 1, projection="3d")
         ax.scatter(xyz[:, 0], xyz[:, 1], xyz[:, 2], c=colours, s=1.5, depthshade=False, linewidths=0)
-        ax.view_init(elev=55, azim=-60)
+        ax.view_init(elev=60, azim=-60)
+        ax.set_box_aspect(np.ptp(xyz, axis=0) + 1e-6)  # metres on every axis
         ax.set_title(name, fontsize=10)
         ax.set_axis_off()
     handles = [plt.Line2D([], [], marker="o", ls="", color=palette[c % len(palette)], label=name)

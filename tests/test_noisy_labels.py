@@ -246,3 +246,32 @@ def test_fit_gives_an_item_loss_every_block_once_per_epoch_and_averages_weights(
                   item_loss=loss)
     assert sorted(seen) == sorted(list(range(5)) * 3)
     assert history["lr"] == pytest.approx([5e-4, 2.5e-4, 1.25e-4])  # halved after each epoch
+
+
+# ---------------------------------------------------------------- the scenario
+
+
+def test_smoke_run_records_noise_scores_correction_and_a_picture(tmp_path):
+    from click.testing import CliRunner
+
+    from secbench import store
+    from secbench.cli import cli
+
+    args = ["run", "noisy-labels", "--preset", "smoke", "--method", "pnal,ce", "--rate", "0.4", "--out", str(tmp_path)]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    records = {r["method"]: r for r in store.load_records(tmp_path)}
+    assert set(records) == {"pnal", "ce"}
+    for record in records.values():
+        metrics = record["metrics"]
+        assert record["attack"] == "symmetric-0.4" and record["status"] == "ok"
+        assert abs(metrics["realised_noise_rate"] - 0.4) <= 0.5 / record["derived"]["n_train_blocks"] / 128
+        ious = [v for k, v in metrics.items() if k.startswith("iou_")]
+        assert ious and metrics["miou"] == pytest.approx(sum(ious) / len(ious))  # the mean over present classes
+        assert (tmp_path / record["artifacts"] / "room.png").stat().st_size > 10_000
+    # one upper bound, trained once and shared
+    assert records["pnal"]["metrics"]["upper_bound_miou"] == records["ce"]["metrics"]["upper_bound_miou"]
+    assert len(list((tmp_path / "cache").glob("noisy-labels-upper-bound-*"))) == 1
+    assert {"correction_precision", "correction_recall", "kept_fraction"} <= set(records["pnal"]["metrics"])
+    table = CliRunner().invoke(cli, ["report", str(tmp_path), "--scenario", "noisy-labels"]).output
+    assert "test mIoU by learner" in table and "symmetric-0.4" in table

@@ -27,7 +27,7 @@ from secbench.engine import TrainConfig, fit, predict
 from secbench.errors import SecbenchError
 from secbench.metrics import segmentation_scores
 from secbench.plots import point_panels
-from secbench.registry import create, register
+from secbench.registry import create, get, register
 from secbench.scenarios.base import Outcome, RunContext, Scenario
 
 METHODS = ("ce", "gce", "sce", "pnal")
@@ -159,15 +159,23 @@ def _correction_metrics(learner: PNAL, clean: torch.Tensor, noisy: torch.Tensor)
 
 def _draw_room(model: nn.Module, data: PointSplits, train: PointSet, learner: Learner, ctx: RunContext,
                title: str) -> None:
-    """A training room coloured by its clean, noisy and (PNAL) corrected labels, and the trained model's prediction."""
+    """A training room coloured by its clean, noisy and (PNAL) corrected labels, and the trained model's
+    prediction; the ceiling is left out of the picture, as it hides the room."""
     blocks = torch.nonzero(data.train.rooms.cpu() == int(data.train.rooms[0])).squeeze(1)
-    xyz = data.train.points[blocks][:, 6:9].permute(0, 2, 1).reshape(-1, 3).cpu().numpy()
+    points = data.train.points[blocks].cpu().double()
+    # room coordinates in metres: within a block, block-centred metres = extent × room-normalised + offset
+    local, normalised = points[:, :3], points[:, 6:9]
+    local, normalised = local - local.mean(-1, keepdim=True), normalised - normalised.mean(-1, keepdim=True)
+    extent = (local * normalised).sum((0, 2)) / (normalised * normalised).sum((0, 2)).clamp_min(1e-12)
+    xyz = (points[:, 6:9] * extent[None, :, None]).permute(0, 2, 1).reshape(-1, 3).numpy()
+    shown = (data.train.labels[blocks].reshape(-1) != data.classes.index("ceiling") if "ceiling" in data.classes
+             else torch.ones(len(xyz), dtype=torch.bool)).cpu().numpy()
     panels = {"clean labels": data.train.labels[blocks], "noisy labels (trained on)": train.labels[blocks]}
     if learner.corrected is not None:
         corrected = torch.where(learner.corrected.cpu(), learner.labels.cpu(), IGNORE)
         panels["PNAL's labels (grey: left out)"] = corrected[blocks]
     panels["prediction"] = predict(model, data.train.points[blocks], device=ctx.device, batch_size=16).argmax(1)
-    point_panels(xyz, {k: v.reshape(-1).cpu().numpy() for k, v in panels.items()}, data.classes,
+    point_panels(xyz[shown], {k: v.reshape(-1).cpu().numpy()[shown] for k, v in panels.items()}, data.classes,
                  ctx.artifacts / "room.png", title=title)
 
 
@@ -197,6 +205,7 @@ class NoisyLabels(Scenario):
     def run(self, cfg: dict[str, Any], ctx: RunContext) -> Outcome:
         config = NoisyLabelsConfig.from_dict(cfg)
         (rate,), (method,) = config.rates(), config.methods()
+        get("segmenter", config.model)  # an unknown name fails before any data is built
         data = load_points(config, ctx.seed)
         noise = create("attack", f"noise-{config.noise}", rate=rate, seed=ctx.seed)
         positions = data.train.points[:, 6:9].permute(0, 2, 1)  # room coordinates: one frame per instance
