@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,11 +81,15 @@ class DataSplits:
 
     def fingerprint(self) -> str:
         """sha256 over both splits' pixels and labels: two runs saw the same data iff these match."""
-        digest = hashlib.sha256()
-        for part in (self.train, self.test):
-            for tensor in (part.images, part.labels):
-                digest.update(np.ascontiguousarray(tensor.cpu().numpy()).tobytes())
-        return "sha256:" + digest.hexdigest()
+        return tensor_digest(t for part in (self.train, self.test) for t in (part.images, part.labels))
+
+
+def tensor_digest(tensors: Iterable[torch.Tensor]) -> str:
+    """``sha256:<hex>`` over the bytes of ``tensors``, in order."""
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        digest.update(np.ascontiguousarray(tensor.cpu().numpy()).tobytes())
+    return "sha256:" + digest.hexdigest()
 
 
 def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -8,12 +8,12 @@ room it came from.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from secbench.data.base import tensor_digest
 from secbench.errors import SecbenchError
 
 CHANNELS = ("x", "y", "z", "r", "g", "b", "room_x", "room_y", "room_z")
@@ -91,11 +91,7 @@ class PointSplits:
 
     def fingerprint(self) -> str:
         """sha256 over both splits' points, labels and instances."""
-        digest = hashlib.sha256()
-        for part in (self.train, self.test):
-            for tensor in (part.points, part.labels, part.instances):
-                digest.update(np.ascontiguousarray(tensor.cpu().numpy()).tobytes())
-        return "sha256:" + digest.hexdigest()
+        return tensor_digest(t for part in (self.train, self.test) for t in (part.points, part.labels, part.instances))
 
 
 def room_blocks(xyz: np.ndarray, rgb: np.ndarray, labels: np.ndarray, instances: np.ndarray, *,
