@@ -12,7 +12,12 @@ import torch.nn.functional as F
 
 from attacks.label_noise import LabelNoise, class_pairs, realised_rate
 from defenses.noisy_labels.clusters import cluster_points, cluster_purity
-from defenses.noisy_labels.losses import IGNORE, cross_entropy, generalized_cross_entropy, symmetric_cross_entropy
+from defenses.noisy_labels.losses import (
+    IGNORE,
+    cross_entropy,
+    generalized_cross_entropy,
+    symmetric_cross_entropy,
+)
 from defenses.noisy_labels.pnal import PNAL, history_reliability
 from secbench.data.points import PointSet
 from secbench.engine import TrainConfig, fit
@@ -168,13 +173,13 @@ def test_vote_threshold_decides_which_minorities_can_win():
     assert wins[2] == {1} and wins[5] == {1, 2}  # 3 >= 10 // 5 = 2 can win; 3 < 10 // 2 = 5 cannot
 
 
-def test_without_voting_the_most_confident_reliable_point_labels_its_cluster():
-    data = toy_points(blocks=1, points=4)
+def test_without_voting_the_reliable_point_that_best_fits_its_label_labels_its_cluster():
+    data = toy_points(blocks=1, points=4).with_labels(torch.tensor([[1, 3, 3, 3]]))
     learner = _pnal_on(data, torch.zeros(1, 4, dtype=torch.long), vote=False)
     learner.history[0] = torch.tensor([[1] * 4, [2] * 4, [2] * 4, [0, 1, 0, 1]])
     learner.recorded[:] = 4
     logits = torch.zeros(1, 11, 4)
-    logits[0, 1, 0] = 5.0  # point 0 is the most confident about its modal class 1
+    logits[0, 1, 0] = 5.0  # point 0's given label 1 has the lowest loss; its modal prediction is 1
     learner.correct(torch.tensor([0]), logits)
     assert learner.labels[0].tolist() == [1, 1, 1, 1]
 

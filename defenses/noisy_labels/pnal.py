@@ -12,11 +12,16 @@ history, and cluster-wise label correction by voting; as in the official code (`
    - voting (``vote``, on by default; the released config leaves it off): in each cluster, the modal
      predictions of its reliable points are counted; every class counted at least ``max // vote_threshold``
      times is a winner, one winner is drawn at random, and the whole cluster takes it;
-     without voting, the cluster takes the modal prediction of its most confident reliable point;
+     only counted classes can win (the official code's ``bincount`` also lets uncounted classes win
+     when a cluster has fewer than ``vote_threshold`` votes, which we take for an oversight); without
+     voting, the cluster takes the modal prediction of the reliable point with the lowest loss on its
+     given (noisy) label;
    - corrected labels persist across epochs and are overwritten by later corrections; points never
      corrected are left out of the loss.
 
-The mean-teacher-free EMA of the weights PNAL evaluates with is the engine's ``TrainConfig.ema``.
+The EMA of the weights PNAL evaluates with is the engine's ``TrainConfig.ema``. Unlike the official code,
+points not yet corrected stay in the network's input (it zeroes their coordinates and colours); only the
+loss leaves them out.
 """
 
 from __future__ import annotations
@@ -113,11 +118,11 @@ class PNAL(Learner):
             has = top > 0
             winners = (votes > 0) & (votes >= torch.div(top, self.vote_threshold, rounding_mode="floor")[:, None])
             new[has] = torch.multinomial(winners[has].float(), 1, generator=self.generator).squeeze(1)
-        else:
-            confidence = F.cross_entropy(logits.float(), mode.view(logits.shape[0], -1).to(logits.device),
-                                         reduction="none").reshape(-1).to(ids.device)
-            order = confidence.argsort()
-            order = order[reliable[order]]  # reliable points, most confident first
+        else:  # as the official code: the reliable point whose given label the network finds likeliest
+            given = self.noisy[index].to(logits.device)
+            fit_to_label = F.cross_entropy(logits.float(), given, reduction="none").reshape(-1).to(ids.device)
+            order = fit_to_label.argsort()
+            order = order[reliable[order]]  # reliable points, lowest loss first
             rank = torch.arange(len(order), device=ids.device)
             first = torch.full((len(ids),), len(order), device=ids.device).scatter_reduce(
                 0, cluster[order], rank, reduce="amin")
