@@ -19,7 +19,7 @@ from defenses.noisy_labels.losses import (
     symmetric_cross_entropy,
 )
 from defenses.noisy_labels.pnal import PNAL, history_reliability
-from secbench.data.points import PointSet
+from secbench.data.points import PointSet, jitter_blocks
 from secbench.engine import TrainConfig, fit
 from secbench.errors import SecbenchError
 from secbench.metrics import segmentation_scores
@@ -217,6 +217,16 @@ def test_dbscan_clusters_follow_instances():
 # ---------------------------------------------------------------- segmenters and the engine
 
 
+def test_point_jitter_moves_xyz_by_a_small_rotation_and_keeps_colour():
+    blocks = toy_points(blocks=3, points=64).points
+    moved = jitter_blocks(blocks, torch.Generator().manual_seed(0))
+    assert moved[:, 3:].equal(blocks[:, 3:])
+    assert (moved[:, :3].norm(dim=1) - blocks[:, :3].norm(dim=1)).abs().max() <= 0.01 * 3**0.5 + 1e-6
+    far = blocks[:, :3].norm(dim=1) > 0.2  # where a 1 cm jitter turns a point by under 5 degrees
+    cosine = F.cosine_similarity(moved[:, :3], blocks[:, :3], dim=1)[far]
+    assert cosine.min() > math.cos(math.radians(15 * 3**0.5 + 5)) and (moved != blocks).any()
+
+
 def test_knn_finds_each_point_itself_first():
     points = torch.randn(2, 3, 50)
     neighbours = knn(points, 5)
@@ -262,7 +272,8 @@ def test_smoke_run_records_noise_scores_correction_and_a_picture(tmp_path):
     from secbench import store
     from secbench.cli import cli
 
-    args = ["run", "noisy-labels", "--preset", "smoke", "--method", "pnal,ce", "--rate", "0.4", "--out", str(tmp_path)]
+    args = ["run", "noisy-labels", "--preset", "smoke", "--method", "pnal,ce", "--rate", "0.4", "--point-augment",
+            "--out", str(tmp_path)]
     result = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     records = {r["method"]: r for r in store.load_records(tmp_path)}

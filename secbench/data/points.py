@@ -8,6 +8,7 @@ room it came from.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -145,3 +146,25 @@ def stack_rooms(rooms: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> Point
         room_ids.append(np.full(len(p), room))
     return PointSet(torch.from_numpy(np.concatenate(points)), torch.from_numpy(np.concatenate(labels)),
                     torch.from_numpy(np.concatenate(instances)), torch.from_numpy(np.concatenate(room_ids)))
+
+
+def jitter_blocks(points: torch.Tensor, generator: torch.Generator, *, translate: float = 0.01,
+                  degrees: float = 15.0) -> torch.Tensor:
+    """PNAL's training augmentation (torch-geometric's ``RandomTranslate(0.01)`` and ``RandomRotate(15)``
+    about x, y and z): every point's block-centred xyz moved by up to ``translate`` metres per axis, then
+    each block rotated by angles drawn uniformly in ±``degrees`` about each axis. ``points``: ``(B, 9, N)``."""
+    b, _, n = points.shape
+    xyz = points[:, :3] + (torch.rand(b, 3, n, generator=generator) * 2 - 1).to(points) * translate
+    angles = ((torch.rand(b, 3, generator=generator) * 2 - 1) * math.radians(degrees)).to(points)
+    cos, sin = angles.cos(), angles.sin()
+    one, zero = torch.ones_like(cos[:, 0]), torch.zeros_like(cos[:, 0])
+
+    def rotation(axis: int) -> torch.Tensor:
+        c, s = cos[:, axis], sin[:, axis]
+        rows = {0: ((one, zero, zero), (zero, c, -s), (zero, s, c)),
+                1: ((c, zero, s), (zero, one, zero), (-s, zero, c)),
+                2: ((c, -s, zero), (s, c, zero), (zero, zero, one))}[axis]
+        return torch.stack([torch.stack(row, -1) for row in rows], -2)  # (B, 3, 3)
+
+    xyz = rotation(2) @ rotation(1) @ rotation(0) @ xyz
+    return torch.cat([xyz, points[:, 3:]], 1)
