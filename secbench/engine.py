@@ -208,13 +208,14 @@ class _WeightAverage:
 
     def __init__(self, model: nn.Module, decay: float) -> None:
         self.decay = decay
-        self.state = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+        # state_dict() tensors share storage with the parameters and buffers, which steps update in place
+        self.sources = {k: v for k, v in model.state_dict().items() if v.is_floating_point()}
+        self.state = {k: v.detach().clone() for k, v in self.sources.items()}
 
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        current = model.state_dict()
+    def update(self) -> None:
         for key, average in self.state.items():
-            average.lerp_(current[key], 1 - self.decay)
+            average.lerp_(self.sources[key], 1 - self.decay)
 
     def copy_to(self, model: nn.Module) -> None:
         model.load_state_dict(self.state, strict=False)
@@ -299,7 +300,7 @@ def fit(
                 scaler.update()
                 scheduler.step()
                 if average is not None:
-                    average.update(model)
+                    average.update()
                 loss_sum += loss_value * len(x)
                 seen += len(x)
                 if classify:

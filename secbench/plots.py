@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -91,8 +92,6 @@ IGNORED_COLOUR = (0.8, 0.8, 0.8)
 def point_panels(xyz: Any, panels: Mapping[str, Any], classes: Sequence[str], path: Path, *, title: str) -> Path:
     """One 3-D scatter per entry of ``panels`` (per-point class ids, -1 drawn grey) of the points ``xyz``
     ``(P, 3)``, in a shared categorical palette with one legend for the classes."""
-    import numpy as np
-
     tab20 = plt.get_cmap("tab20").colors
     palette = tab20[0::2] + tab20[1::2]  # ten saturated colours first, then their light twins
     fig = plt.figure(figsize=(4 * len(panels), 4.2), dpi=110)

@@ -14,7 +14,7 @@ part.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -32,21 +32,21 @@ def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.float(), labels, ignore_index=IGNORE)
 
 
-def _label_probability(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Softmax probability of each kept point's label, and the probabilities ``(M, K)`` of the kept points."""
+def _label_probability(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Softmax probability ``(M,)`` of each kept point's label."""
     keep = labels != IGNORE
     probs = logits.float().softmax(1).movedim(1, -1)[keep]  # (M, K)
-    return probs.gather(1, labels[keep][:, None]).squeeze(1), probs
+    return probs.gather(1, labels[keep][:, None]).squeeze(1)
 
 
 def generalized_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, q: float = 0.7) -> torch.Tensor:
-    p_label, _ = _label_probability(logits, labels)
+    p_label = _label_probability(logits, labels)
     return ((1 - p_label.clamp_min(1e-7) ** q) / q).mean() if len(p_label) else logits.sum() * 0
 
 
 def symmetric_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, alpha: float = 0.1,
                             beta: float = 1.0) -> torch.Tensor:
-    p_label, probs = _label_probability(logits, labels)
+    p_label = _label_probability(logits, labels)
     if not len(p_label):
         return logits.sum() * 0
     # RCE = -Σ_k p_k log(onehot_k clipped at 1e-4) = -log(1e-4) · (1 - p_y)
@@ -59,18 +59,13 @@ class Learner:
     """What :func:`secbench.engine.fit` calls as ``item_loss(logits, labels, block_index)``.
 
     The base learner applies its loss to the labels it is given (the noisy ones); PNAL overrides
-    ``__call__`` and keeps its own corrected labels. After training, ``labels`` are the labels the
-    learner ended up training on (``(B, N)``, :data:`IGNORE` where it trained on none) and
-    ``corrected`` marks the points whose label it changed or confirmed (None: no correction).
+    ``__call__`` and keeps its own corrected labels.
     """
 
     loss: LossFn = cross_entropy
-    labels: torch.Tensor | None = field(default=None, init=False)
-    corrected: torch.Tensor | None = field(default=None, init=False)
 
     def prepare(self, train: PointSet) -> None:
-        """Called once before training with the (noisy-labelled) training set."""
-        self.labels = train.labels.clone()
+        """Called once before training with the (noisy-labelled) training set; the losses keep no state."""
 
     def __call__(self, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         return self.loss(logits, labels)

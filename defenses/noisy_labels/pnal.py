@@ -53,7 +53,11 @@ def history_reliability(history: torch.Tensor, num_classes: int, tau: float) -> 
 
 @dataclass
 class PNAL(Learner):
-    """The PNAL learner: ``prepare`` clusters the training blocks; ``__call__`` corrects and masks."""
+    """The PNAL learner: ``prepare`` clusters the training blocks; ``__call__`` corrects and masks.
+
+    After training, ``labels`` ``(B, N)`` are the training labels as corrected (the noisy ones where
+    never corrected) and ``corrected`` marks the points in the loss, whose label it set by voting.
+    """
 
     queue: int = 4
     tau: float = 0.05
@@ -64,6 +68,8 @@ class PNAL(Learner):
     cluster_eps: float = 0.08
     seed: int = 0
     clusters: torch.Tensor | None = field(default=None, init=False)
+    labels: torch.Tensor | None = field(default=None, init=False)
+    corrected: torch.Tensor | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         if self.queue < 1 or self.vote_threshold < 1 or self.warmup_epochs < 0 or self.tau < 0:
@@ -72,8 +78,8 @@ class PNAL(Learner):
             raise SecbenchError(f"unknown clustering {self.clustering!r}; valid: {', '.join(CLUSTERINGS)}")
 
     def prepare(self, train: PointSet) -> None:
-        super().prepare(train)
         self.noisy = train.labels.clone()
+        self.labels = train.labels.clone()
         self.corrected = torch.zeros_like(self.noisy, dtype=torch.bool)
         self.history = torch.full((*self.noisy.shape, self.queue), IGNORE, dtype=torch.int64,
                                   device=self.noisy.device)

@@ -174,7 +174,7 @@ def _draw_room(model: nn.Module, data: PointSplits, train: PointSet, learner: Le
     shown = (data.train.labels[blocks].reshape(-1) != data.classes.index("ceiling") if "ceiling" in data.classes
              else torch.ones(len(xyz), dtype=torch.bool)).cpu().numpy()
     panels = {"clean labels": data.train.labels[blocks], "noisy labels (trained on)": train.labels[blocks]}
-    if learner.corrected is not None:
+    if isinstance(learner, PNAL):
         corrected = torch.where(learner.corrected.cpu(), learner.labels.cpu(), IGNORE)
         panels["PNAL's labels (grey: left out)"] = corrected[blocks]
     panels["prediction"] = predict(model, data.train.points[blocks], device=ctx.device, batch_size=16).argmax(1)
