@@ -4,11 +4,16 @@ Severity values follow CIFAR-10-C's parameters where albumentations has the same
 numbers on 32×32 data are comparable in spirit; where the operator differs (shot noise is applied in
 linear light by albumentations; blur is a Gaussian rather than a disk) the table says what is used.
 Every transform is built with ``strict=True``: a wrong argument name is an error, not a silent default.
+
+Detection (:func:`corrupt_with_boxes`) runs the same table inside a ``Compose`` with ``bbox_params``, so boxes
+follow every transform; it adds :data:`GEOMETRIC` corruptions (zoom-out, rotation) that move boxes. They are
+kept out of :data:`CORRUPTIONS` so that the classification suite's numbers keep their meaning.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -45,6 +50,15 @@ CORRUPTIONS: dict[str, tuple[Callable[[Any], A.BasicTransform], tuple[Any, ...]]
                  (0.95, 0.9, 0.85, 0.75, 0.65)),
 }
 SEVERITIES = (1, 2, 3, 4, 5)
+# Geometric corruptions for detection only (boxes move with the pixels); the border is filled black.
+GEOMETRIC: dict[str, tuple[Callable[[Any], A.BasicTransform], tuple[Any, ...]]] = {
+    # scale factor about the centre: objects shrink, more of them become small
+    "zoom-out": (lambda f: A.Affine(scale=(f, f), p=1, strict=True), (0.9, 0.8, 0.7, 0.6, 0.5)),
+    # degrees, one direction; boxes by the rotated inscribed ellipse (tighter than the rotated corners)
+    "rotate": (lambda d: A.Affine(rotate=(d, d), rotate_method="ellipse", p=1, strict=True), (5, 10, 15, 20, 30)),
+}
+DETECTION_CORRUPTIONS = {**CORRUPTIONS, **GEOMETRIC}
+MIN_VISIBILITY = 0.3  # a box cut by the border to less than this fraction of its area is dropped
 
 
 def corrupt(images: torch.Tensor, name: str, severity: int, *, seed: int) -> torch.Tensor:
@@ -54,6 +68,35 @@ def corrupt(images: torch.Tensor, name: str, severity: int, *, seed: int) -> tor
     arrays = images.permute(0, 2, 3, 1).cpu().numpy()
     out = np.stack([transform(image=np.ascontiguousarray(a))["image"] for a in arrays])
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+
+
+def corrupt_with_boxes(images: torch.Tensor, labels: torch.Tensor, name: str, severity: int, *, seed: int
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Detection images and their boxes, corrupted together at ``severity`` (1-5), reproducibly per seed.
+
+    ``images``: uint8 ``(N, 3, H, W)``; ``labels``: ``(N, M, 5)`` rows ``(class, x1, y1, x2, y2)`` in pixels,
+    class -1 for padding. Returns the corrupted images and targets of the same layout (boxes clipped to the
+    image; a box left with less than :data:`MIN_VISIBILITY` of its area is dropped, i.e. becomes padding).
+    ``name`` is a key of :data:`DETECTION_CORRUPTIONS`.
+    """
+    build, params = DETECTION_CORRUPTIONS[name]
+    bbox_params = A.BboxParams(format="pascal_voc", label_fields=["classes"], clip=True,
+                               min_visibility=MIN_VISIBILITY)
+    with warnings.catch_warnings():  # a pixel-level transform leaves boxes alone, which albumentations warns about
+        warnings.filterwarnings("ignore", message="Got processor for bboxes")
+        transform = A.Compose([build(params[severity - 1])], bbox_params=bbox_params, seed=seed, strict=True)
+    arrays = images.permute(0, 2, 3, 1).cpu().numpy()
+    rows = labels.cpu().numpy()
+    out_images, out_labels = [], np.zeros_like(rows)
+    out_labels[:, :, 0] = -1
+    for i, image in enumerate(arrays):
+        keep = rows[i, :, 0] >= 0
+        result = transform(image=np.ascontiguousarray(image), bboxes=rows[i, keep, 1:], classes=rows[i, keep, 0])
+        out_images.append(result["image"])
+        boxes = np.asarray(result["bboxes"], np.float32).reshape(-1, 4)
+        out_labels[i, : len(boxes), 0] = np.asarray(result["classes"], np.float32)
+        out_labels[i, : len(boxes), 1:] = boxes
+    return torch.from_numpy(np.stack(out_images)).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(out_labels)
 
 
 class CorruptionSuite:

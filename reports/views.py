@@ -82,5 +82,18 @@ VIEWS: dict[str, tuple[ReportView, ...]] = {
                    metrics="kept_fraction,kept_label_acc,correction_precision,correction_recall,cluster_purity"),
         ReportView("per-class test IoU", rows=("dataset", "model", "method", "attack"), metrics="iou_*"),
     ),
+    # rows: dataset and backbone (model); columns: the head (method), so DyHead and towers sit side by side
+    "detection": (
+        ReportView("detection: COCO AP (IoU 0.50:0.95) by backbone and head", rows=("dataset", "model"),
+                   cols="method", metrics="ap"),
+        ReportView("detection: AP, AP50, AP75 and AP by object size (small/medium/large), training time",
+                   rows=("dataset", "model", "method"), metrics="ap,ap50,ap75,ap_s,ap_m,ap_l,train_s"),
+        ReportView("detection robustness: AP under each corruption (rows: corruption and severity s1-s5; boxes "
+                   "follow the pixels) by backbone and head", rows=("dataset", "model"), cols="method",
+                   metrics="ap_*_s?"),
+        ReportView("detection robustness: mean AP over severities per corruption, and over all of them",
+                   rows=("dataset", "model", "method"),
+                   metrics="ap_corrupt_subset_clean,ap_*_mean,mean_corrupted_ap"),
+    ),
 }
 """Scenario name → its default tables, in display order. Scenarios add theirs here."""

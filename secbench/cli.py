@@ -134,11 +134,12 @@ def list_(kind: str | None) -> None:
 @click.option("--num-classes", type=int, default=1000, show_default=True)
 @click.option("--models", "names", default=None, help="Comma-separated names (default: every model).")
 @click.option("--format", "fmt", type=click.Choice(["table", "md", "csv"]), default="table", show_default=True)
-def models(input_size: int, num_classes: int, names: str | None, fmt: str) -> None:
+@click.option("--recipes", is_flag=True, help="Show each model's default training recipe instead.")
+def models(input_size: int, num_classes: int, names: str | None, fmt: str, recipes: bool) -> None:
     """Model cards: params and MACs of every model against the official code and the paper."""
     from secbench.commands import print_model_cards
 
-    print_model_cards(input_size, num_classes, fmt, names.split(",") if names else None)
+    print_model_cards(input_size, num_classes, fmt, names.split(",") if names else None, recipes=recipes)
 
 
 cli.add_command(report)

@@ -14,7 +14,8 @@ from secbench.console import stdout_console
 from secbench.errors import UnknownNameError
 
 KIND_NAMES = {"scenarios": "scenario", "attacks": "attack", "defenses": "defense", "models": "model",
-              "datasets": "dataset", "pointclouds": "pointcloud", "segmenters": "segmenter"}
+              "datasets": "dataset", "pointclouds": "pointcloud", "segmenters": "segmenter",
+              "detection-datasets": "detection-dataset", "detectors": "detector"}
 
 
 def run_scenario(scenario_cls: type, *, preset: str, seeds: list[int], device: str, out_dir: Path, force: bool,
@@ -92,16 +93,17 @@ def list_components(kind: str | None, console: Console | None = None) -> None:
 
 
 def print_model_cards(input_size: int, num_classes: int, fmt: str, names: list[str] | None = None,
-                      console: Console | None = None) -> None:
-    """``secbench models``: the card table as a rich table, markdown or CSV."""
+                      console: Console | None = None, recipes: bool = False) -> None:
+    """``secbench models``: the card table (or, with ``recipes``, the training recipes) as a rich table,
+    markdown or CSV."""
     import pandas as pd
 
     from secbench.errors import SecbenchError
-    from secbench.zoo import card_rows
+    from secbench.zoo import card_rows, recipe_rows
 
     if input_size < 16 or num_classes < 1:
         raise SecbenchError("--input-size must be at least 16 and --num-classes at least 1")
-    frame = pd.DataFrame(card_rows(input_size, num_classes, names))
+    frame = pd.DataFrame(recipe_rows(names) if recipes else card_rows(input_size, num_classes, names))
     if fmt == "csv":
         print(frame.to_csv(index=False), end="")
         return
@@ -109,9 +111,12 @@ def print_model_cards(input_size: int, num_classes: int, fmt: str, names: list[s
     if fmt == "md":
         print(shown.to_markdown(index=False))
         return
-    table = Table(title=f"model cards at {input_size}x{input_size}, {num_classes} classes (MACs = MAdds)")
+    title = ("training recipes (quick; --preset paper replaces them)" if recipes else
+             f"model cards at {input_size}x{input_size}, {num_classes} classes (MACs = MAdds)")
+    table = Table(title=title)
     for column in shown.columns:
-        table.add_column(column, justify="left" if column in ("model", "paper") else "right", no_wrap=True)
+        table.add_column(column, justify="left" if column in ("model", "paper", "source") else "right",
+                         no_wrap=column != "source")
     for row in shown.itertuples(index=False):
         table.add_row(*row)
     (console or stdout_console()).print(table)

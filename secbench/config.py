@@ -25,7 +25,9 @@ def resolve(config_cls: type, presets: dict[str, dict[str, Any]], preset: str, o
     """The fully resolved config as a plain dict; validation errors raise :class:`SecbenchError`."""
     if preset not in PRESETS:
         raise UnknownNameError("preset", preset, PRESETS)
-    values = dataclasses.asdict(config_cls())
+    # The declared defaults, not those of an instance: a config may complete unset fields at construction
+    # (a victim takes its model's training recipe), and that must happen for the final model, not the default.
+    values = {f.name: f.default for f in dataclasses.fields(config_cls)}
     values.update(presets.get(preset, {}))
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:

@@ -84,7 +84,9 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     schedule: str = "triangle"
-    warmup: float = 0.2  # fraction of steps rising to ``lr`` under the triangle schedule
+    # Fraction of the steps rising linearly to ``lr``: the triangle's peak (None: 0.2); the cosine decays
+    # over the steps after it (None: 0, no warm-up). Other schedules ignore it.
+    warmup: float | None = None
     step_every: int = 5  # the step schedule multiplies the rate by ``step_gamma`` every ``step_every`` epochs
     step_gamma: float = 0.9
     augment: tuple[str, ...] = field(default=("crop", "flip"))
@@ -106,6 +108,8 @@ class TrainConfig:
             raise SecbenchError("--precise-bn counts batches: 0 (off) or more")
         if not 0 <= self.ema < 1:
             raise SecbenchError(f"an EMA decay lies in [0, 1) (0: off), got {self.ema}")
+        if self.warmup is not None and not 0 <= self.warmup < 1:
+            raise SecbenchError(f"--warmup is a fraction of the steps in [0, 1), got {self.warmup}")
         if self.step_every < 1 or not 0 < self.step_gamma <= 1:
             raise SecbenchError("the step schedule needs step_every >= 1 epoch and 0 < step_gamma <= 1")
 
@@ -137,14 +141,19 @@ def augment_batch(images: torch.Tensor, ops: Sequence[str], generator: torch.Gen
 def _lr_factor(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
     total_steps = cfg.epochs * steps_per_epoch
 
+    warmup = cfg.warmup if cfg.warmup is not None else {"triangle": 0.2}.get(cfg.schedule, 0.0)
+
     def factor(step: int) -> float:
         t = step / max(1, total_steps)
         if cfg.schedule == "step":
             return cfg.step_gamma ** (step // steps_per_epoch // cfg.step_every)
+        if cfg.schedule in ("cosine", "triangle") and t < warmup:
+            return t / warmup
+        after = (t - warmup) / (1 - warmup)  # progress through the decay, in [0, 1)
         if cfg.schedule == "cosine":
-            return 0.5 * (1 + math.cos(math.pi * t))
+            return 0.5 * (1 + math.cos(math.pi * after))
         if cfg.schedule == "triangle":
-            return t / cfg.warmup if t < cfg.warmup else max(0.0, (1 - t) / (1 - cfg.warmup))
+            return max(0.0, 1 - after)
         return 1.0
 
     return factor

@@ -1,4 +1,5 @@
-"""Image-quality and verification metrics, batched in torch: PSNR, SSIM, NC, success rate, AUROC.
+"""Image-quality and verification metrics, batched in torch: PSNR, SSIM, NC, success rate, AUROC; and COCO box
+AP (pycocotools) for detection.
 
 Per-image metrics take ``(N, ...)`` tensors and return ``(N,)``. They compute in float64 on the
 inputs' device: they are reported numbers, float64 costs little at these sizes, and it removes
@@ -7,6 +8,9 @@ differentiable.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -125,3 +129,60 @@ def segmentation_scores(predicted: torch.Tensor, truth: torch.Tensor, num_classe
     union = confusion.sum(0) + confusion.sum(1) - hits
     iou = torch.where(union > 0, hits / union.clamp_min(1), torch.full_like(hits, float("nan")))
     return {"oa": hits.sum() / confusion.sum(), "iou": iou, "miou": iou.nanmean()}
+
+
+COCO_AP_METRICS = ("ap", "ap50", "ap75", "ap_s", "ap_m", "ap_l")  # COCOeval.stats[0:6], in its order
+
+
+def coco_ap(
+    truth: Sequence[tuple[Any, Any]],
+    detections: Sequence[tuple[Any, Any, Any]],
+    *,
+    area_thresholds: tuple[float, float] = (32.0, 96.0),
+) -> dict[str, float]:
+    """COCO box AP with pycocotools: AP (IoU 0.50:0.95), AP50, AP75 and AP for small / medium / large boxes.
+
+    ``truth``: per image ``(boxes (G, 4), classes (G,))``; ``detections``: per image ``(boxes (D, 4), scores (D,),
+    classes (D,))``; boxes ``(x1, y1, x2, y2)`` in pixels, arrays or tensors. A box is small below
+    ``area_thresholds[0]²`` px² and large above ``area_thresholds[1]²`` (COCO's 32 and 96 for ~640-px images).
+    Values lie in [0, 1]; a size class without any ground-truth box is left out (COCOeval's -1).
+    pycocotools' printing is silenced.
+    """
+    import contextlib
+    import io
+
+    import numpy as np
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    if len(truth) != len(detections):
+        raise ValueError(f"{len(truth)} images of ground truth but {len(detections)} of detections")
+    images, annotations, results, categories = [], [], [], set()
+    for i, ((boxes, classes), (d_boxes, d_scores, d_classes)) in enumerate(zip(truth, detections, strict=True)):
+        images.append({"id": i + 1})
+        for box, cls in zip(np.asarray(boxes, np.float64).reshape(-1, 4), np.asarray(classes).reshape(-1), strict=True):
+            w, h = box[2] - box[0], box[3] - box[1]
+            annotations.append({"id": len(annotations) + 1, "image_id": i + 1, "category_id": int(cls) + 1,
+                                "bbox": [box[0], box[1], w, h], "area": w * h, "iscrowd": 0})
+            categories.add(int(cls) + 1)
+        for box, score, cls in zip(np.asarray(d_boxes, np.float64).reshape(-1, 4), np.asarray(d_scores).reshape(-1),
+                                   np.asarray(d_classes).reshape(-1), strict=True):
+            results.append({"image_id": i + 1, "category_id": int(cls) + 1, "score": float(score),
+                            "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]]})
+            categories.add(int(cls) + 1)
+    if not annotations:
+        raise ValueError("COCO AP needs at least one ground-truth box")
+    if not results:  # loadRes rejects an empty list; nothing detected is AP 0 wherever there is ground truth
+        return {name: 0.0 for name in COCO_AP_METRICS}
+    small, large = (t * t for t in area_thresholds)
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO()
+        gt.dataset = {"images": images, "annotations": annotations,
+                      "categories": [{"id": c} for c in sorted(categories)]}
+        gt.createIndex()
+        evaluation = COCOeval(gt, gt.loadRes(results), iouType="bbox")
+        evaluation.params.areaRng = [[0, 1e10], [0, small], [small, large], [large, 1e10]]
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+    return {name: float(v) for name, v in zip(COCO_AP_METRICS, evaluation.stats[:6], strict=True) if v >= 0}

@@ -111,3 +111,43 @@ def point_panels(xyz: Any, panels: Mapping[str, Any], classes: Sequence[str], pa
     fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def detection_panels(images: Any, truth: Sequence[tuple[Any, Any]], predicted: Sequence[tuple[Any, Any, Any]],
+                     classes: Sequence[str], path: Path, *, title: str, min_score: float = 0.3) -> Path:
+    """Two rows over the same images: ground-truth boxes (top) and predictions with score ≥ ``min_score``
+    (bottom, labelled with class and score). ``images``: float ``(N, 3, H, W)`` in [0, 1]; ``truth``: per image
+    ``(boxes (G, 4), classes (G,))``; ``predicted``: per image ``(boxes (D, 4), scores (D,), classes (D,))``;
+    boxes ``(x1, y1, x2, y2)`` in pixels. One colour per class in both rows."""
+    from matplotlib import patheffects
+    from matplotlib.patches import Rectangle
+
+    halo = [patheffects.withStroke(linewidth=2.4, foreground="white")]  # boxes stay visible on any colour
+    palette = plt.get_cmap("tab10").colors
+    pixels = images.detach().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+    n = len(pixels)
+    fig, axes = plt.subplots(2, n, figsize=(0.3 + 1.9 * n, 4.2), dpi=120, squeeze=False)
+    for c in range(n):
+        rows = [(np.asarray(truth[c][0]), None, np.asarray(truth[c][1]))]
+        boxes, scores, labels = (np.asarray(v) for v in predicted[c])
+        keep = scores >= min_score
+        rows.append((boxes[keep], scores[keep], labels[keep]))
+        for r, (b, s, k) in enumerate(rows):
+            ax = axes[r][c]
+            ax.imshow(pixels[c], interpolation="nearest")
+            for j, box in enumerate(b.reshape(-1, 4)):
+                colour = palette[int(k[j]) % len(palette)]
+                ax.add_patch(Rectangle((box[0] - 0.5, box[1] - 0.5), box[2] - box[0], box[3] - box[1], fill=False,
+                                       lw=1.0, edgecolor=colour, path_effects=halo))
+                text = classes[int(k[j])] if s is None else f"{classes[int(k[j])]} {s[j]:.2f}"
+                ax.text(box[0], box[1] - 1, text, fontsize=5, color=colour, va="bottom", path_effects=halo)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[0][c].set_title(f"{len(rows[0][0])} objects", fontsize=7)
+    axes[0][0].set_ylabel("ground truth", fontsize=8)
+    axes[1][0].set_ylabel(f"predicted (score ≥ {min_score:g})", fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -19,7 +19,8 @@ from typing import Any, TypeVar
 
 from secbench.errors import SecbenchError, UnknownNameError
 
-KINDS = ("scenario", "attack", "defense", "model", "dataset", "pointcloud", "segmenter")
+KINDS = ("scenario", "attack", "defense", "model", "dataset", "pointcloud", "segmenter", "detection-dataset",
+         "detector")
 _BUILTIN_PACKAGES = {
     "scenario": "secbench.scenarios",
     "attack": "attacks",
@@ -28,6 +29,8 @@ _BUILTIN_PACKAGES = {
     "dataset": "secbench.data",
     "pointcloud": "secbench.data",  # point-cloud segmentation datasets (PointSplits, not images)
     "segmenter": "secbench.models",  # point-cloud segmentation networks
+    "detection-dataset": "secbench.data",  # images with boxes (DetectionSplits)
+    "detector": "secbench.models",  # dense object detectors over a zoo backbone
 }
 PLUGIN_GROUP = "secbench.plugins"
 

@@ -9,6 +9,7 @@ import torch
 from secbench import registry
 from secbench.models.card import CARDS
 from secbench.models.flops import count_macs, count_params
+from secbench.models.recipe import recipe_for
 
 
 def _pct(measured: float, reference: float | None) -> float | None:
@@ -44,4 +45,13 @@ def card_rows(input_size: int = 224, num_classes: int = 1000, names: list[str] |
             "paper_top1": card.published_top1 if card else None,
             "paper": card.paper if card else None,
         })
+    return rows
+
+
+def recipe_rows(names: list[str] | None = None) -> list[dict[str, Any]]:
+    """One row per registered classification model: the training recipe it gets by default."""
+    rows = []
+    for name in names or registry.list_names("model"):
+        recipe = recipe_for(name)
+        rows.append({"model": name, **recipe.fields(), "source": recipe.source})
     return rows

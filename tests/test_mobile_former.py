@@ -31,9 +31,10 @@ REFERENCE = {
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _build(name: str, num_classes: int = 1000) -> nn.Module:
+def _build(name: str, num_classes: int = 1000, img_size: int = 224) -> nn.Module:
+    """At 224 px by default: the ImageNet architecture the counts refer to (inputs <= 64 px get a stride-1 stem)."""
     torch.manual_seed(0)
-    return registry.create_model(name, num_classes=num_classes)
+    return registry.create_model(name, num_classes=num_classes, img_size=img_size)
 
 
 def test_all_seven_variants_are_registered() -> None:

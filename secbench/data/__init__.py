@@ -9,12 +9,16 @@ Point-cloud segmentation datasets (registry kind ``pointcloud``) return
 :class:`~secbench.data.points.PointSplits` of fixed-size blocks instead: ``scenes`` (procedural
 furnished rooms, :mod:`secbench.data.scenes`) and the local-disk ``s3dis`` and ``scannet``
 (:mod:`secbench.data.point_local`).
+
+Detection datasets (registry kind ``detection-dataset``) return
+:class:`~secbench.data.detection.DetectionSplits` of images with boxes: ``objects`` (procedural outlines
+over photos) and ``coco:PATH`` (a local COCO-format folder), :mod:`secbench.data.detection`.
 """
 
 from __future__ import annotations
 
 from secbench import registry
-from secbench.data import digits, local, patches, point_local, scenes, shapes  # noqa: F401 (self-registering)
+from secbench.data import detection, digits, local, patches, point_local, scenes, shapes  # noqa: F401 (self-registering)
 from secbench.data.base import DataSplits, ImageSet, channel_stats, data_root, make_splits, subsample
 from secbench.errors import SecbenchError
 

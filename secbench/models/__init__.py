@@ -9,12 +9,13 @@ importing this package imports them all, so ``secbench.registry.create_model(nam
 ``features(x) -> (N, D)``, ``classifier`` (an ``nn.Linear`` with ``in_features == D``) and ``last_conv``
 (the block whose output is pooled into the features, for Fine-Pruning); ``tests/test_models.py`` checks
 this surface for every registered model, plugins included. The Dynamic Head block (:mod:`.dyhead`) is a
-detection head over a feature pyramid, not a classifier, and is not registered. The point-cloud
+detection head over a feature pyramid, not a classifier, and is not registered; the ATSS detector that uses it
+(:mod:`.detector`) is registered as ``detector``. The point-cloud
 segmentation networks (:mod:`.pointseg`: ``dgcnn``, ``pointnet``) are registered as ``segmenter``, not
 ``model``: they map point blocks, not images, to per-point logits.
 """
 
-from secbench.models import cnn, cswin, micronet, mobile_former, mobilenet, pointseg, resnet
+from secbench.models import cnn, cswin, detector, micronet, mobile_former, mobilenet, pointseg, resnet
 from secbench.models.layers import ConvClassifier, Normalize
 
-__all__ = ["ConvClassifier", "Normalize", "cnn", "cswin", "micronet", "mobile_former", "mobilenet", "pointseg", "resnet"]
+__all__ = ["ConvClassifier", "Normalize", "cnn", "cswin", "detector", "micronet", "mobile_former", "mobilenet", "pointseg", "resnet"]

@@ -20,6 +20,7 @@ from torch import nn
 
 from secbench.errors import SecbenchError
 from secbench.models.layers import ConvClassifier
+from secbench.models.recipe import Recipe, add_recipe
 from secbench.registry import register
 
 __all__ = ["CNN", "cnn_s"]
@@ -83,3 +84,7 @@ def cnn_s(
     if img_size < 8:
         raise SecbenchError(f"cnn-s needs img_size >= 8 (three 2x max-pools), got {img_size}")
     return CNN((16, 32, 64, 128), num_classes=num_classes, mean=mean, std=std)
+
+# secbench's own: a one-cycle SGD run, ~1 min on 2 cores, 0.93 on shapes (README, results).
+add_recipe(Recipe("sgd", lr=0.05, weight_decay=5e-4, schedule="triangle", warmup=0.2, train_images=25_000,
+                  source="secbench's CPU recipe: Nesterov SGD, linear warm-up over 20% then linear decay"), "cnn-s")

@@ -5,7 +5,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["ConvClassifier", "Normalize"]
+__all__ = ["ConvClassifier", "Normalize", "SMALL_INPUT_MAX", "stem_stride"]
+
+# Inputs up to this side get a stride-1 stem in the ImageNet-shaped families (mobilenet-v3-small, MicroNet,
+# Mobile-Former): their 32x downsampling would leave 1x1 maps for the last stages of a 32x32 image.
+SMALL_INPUT_MAX = 64
+
+
+def stem_stride(img_size: int, imagenet_stride: int = 2) -> int:
+    """The stem's stride: 1 for inputs up to :data:`SMALL_INPUT_MAX` px (the usual CIFAR change), else the ImageNet one."""
+    return 1 if img_size <= SMALL_INPUT_MAX else imagenet_stride
 
 
 class Normalize(nn.Module):

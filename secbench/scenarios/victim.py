@@ -16,15 +16,20 @@ from secbench import checkpoint
 from secbench.config import config_hash, option
 from secbench.data import DataSplits, load_dataset
 from secbench.engine import TrainConfig, fit
+from secbench.models.recipe import RECIPE_FIELDS, recipe_for
 from secbench.registry import create_model
 from secbench.scenarios.base import RunContext
 
 DATASET_HELP = "digits | shapes | cifar10 | cifar100 | svhn | gtsrb | imagefolder:PATH"
 
 
+RECIPE_HELP = "default: the model's recipe (secbench models --recipes)"
+
+
 @dataclass(frozen=True)
 class VictimConfig:
-    """Data, model and training recipe. Defaults are the ``quick`` preset (minutes on 2 CPU cores)."""
+    """Data, model and training recipe. Defaults are the ``quick`` preset (minutes on 2 CPU cores); the
+    training fields left at None take the model's recipe (:mod:`secbench.models.recipe`) at construction."""
 
     dataset: str = option("digits", DATASET_HELP)
     model: str = option("cnn-s", "a registered model (secbench list models)")
@@ -32,15 +37,17 @@ class VictimConfig:
     n_train: int | None = option(None, "training images (default: the dataset's own size)")
     n_test: int | None = option(None, "test images (default: the dataset's own size)")
     epochs: int | None = option(None, "epochs (default: as many as --train-images needs, at least 3)")
-    train_images: int = option(25_000, "training budget in images seen, used when --epochs is not given")
-    batch_size: int = option(128, "batch size")
-    lr: float = option(0.05, "peak learning rate")
-    optimizer: str = option("sgd", "sgd (Nesterov) | adam | adamw")
-    momentum: float = option(0.9, "SGD momentum")
-    weight_decay: float = option(5e-4, "weight decay (not applied to norms and biases)")
-    schedule: str = option("triangle", "triangle (warm-up then linear decay) | cosine | constant")
-    augment: str = option("crop,flip", "comma-separated: crop (reflect-pad 4), flip; empty for none")
-    label_smoothing: float = option(0.0, "label smoothing of the cross-entropy")
+    train_images: int | None = option(None, f"training budget in images seen, used when --epochs is not given; {RECIPE_HELP}")
+    batch_size: int | None = option(None, f"batch size; {RECIPE_HELP}")
+    lr: float | None = option(None, f"peak learning rate; {RECIPE_HELP}")
+    optimizer: str | None = option(None, f"sgd (Nesterov) | adam | adamw; {RECIPE_HELP}")
+    momentum: float | None = option(None, f"SGD momentum; {RECIPE_HELP}")
+    weight_decay: float | None = option(None, f"weight decay (not applied to norms and biases); {RECIPE_HELP}")
+    schedule: str | None = option(None, f"triangle (warm-up then linear decay) | cosine (after the warm-up) | "
+                                        f"constant | step; {RECIPE_HELP}")
+    warmup: float | None = option(None, f"fraction of the steps the learning rate rises linearly; {RECIPE_HELP}")
+    augment: str | None = option(None, f"comma-separated: crop (reflect-pad 4), flip; empty for none; {RECIPE_HELP}")
+    label_smoothing: float | None = option(None, f"label smoothing of the cross-entropy; {RECIPE_HELP}")
     precise_bn: int = option(50, "batches that re-estimate BatchNorm statistics after training (0: off)")
 
     def epochs_for(self, n_train: int) -> int:
@@ -49,10 +56,16 @@ class VictimConfig:
     def train_config(self, n_train: int) -> TrainConfig:
         return TrainConfig(epochs=self.epochs_for(n_train), batch_size=self.batch_size, lr=self.lr,
                            optimizer=self.optimizer, momentum=self.momentum, weight_decay=self.weight_decay,
-                           schedule=self.schedule, augment=tuple(a for a in self.augment.split(",") if a),
+                           schedule=self.schedule, warmup=self.warmup,
+                           augment=tuple(a for a in self.augment.split(",") if a),
                            label_smoothing=self.label_smoothing, precise_bn=self.precise_bn)
 
     def __post_init__(self) -> None:
+        unset = [name for name in RECIPE_FIELDS if getattr(self, name) is None]
+        if unset:
+            recipe = recipe_for(self.model).fields()
+            for name in unset:  # frozen: the recipe completes the config once, here, and the record shows it
+                object.__setattr__(self, name, recipe[name])
         self.train_config(n_train=1)  # validates the training options early, before any data is built
 
     @classmethod
@@ -61,8 +74,11 @@ class VictimConfig:
         return cls(**{k: v for k, v in cfg.items() if k in names})
 
 
-# Paper preset for victims: BackdoorBench's protocol (100 epochs, batch 128, SGD lr 0.01 cosine, wd 5e-4).
-PAPER_RECIPE = {"epochs": 100, "batch_size": 128, "lr": 0.01, "schedule": "cosine", "weight_decay": 5e-4}
+# Paper preset for victims: BackdoorBench's protocol (100 epochs, batch 128, SGD lr 0.01 cosine, wd 5e-4),
+# complete, so that it replaces every model's own recipe.
+PAPER_RECIPE = {"epochs": 100, "batch_size": 128, "lr": 0.01, "optimizer": "sgd", "momentum": 0.9,
+                "schedule": "cosine", "warmup": 0.0, "weight_decay": 5e-4, "augment": "crop,flip",
+                "label_smoothing": 0.0}
 SMOKE_RECIPE = {"n_train": 300, "n_test": 100, "epochs": 1, "batch_size": 64}
 
 
