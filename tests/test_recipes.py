@@ -63,3 +63,14 @@ def test_bad_recipe_values_are_user_errors() -> None:
         VictimConfig(model="cnn-s", warmup=1.5)
     with pytest.raises(SecbenchError, match="unknown model"):
         VictimConfig(model="no-such-net")
+
+
+def test_a_grid_of_models_gives_each_run_its_own_recipe() -> None:
+    from secbench.scenarios.robustness import Robustness
+
+    cfg = resolve(Robustness.Config, Robustness.presets, "quick", {"model": "cnn-s,micronet-m1", "attack": "pgd"})
+    runs = {run["model"]: run for run in Robustness().grid(cfg)}
+    for name in ("cnn-s", "micronet-m1"):
+        assert {k: runs[name][k] for k in RECIPE_FIELDS} == recipe_for(name).fields()
+    with pytest.raises(SecbenchError, match="unknown model"):
+        Robustness().grid(resolve(Robustness.Config, Robustness.presets, "quick", {"model": "cnn-s,nope"}))

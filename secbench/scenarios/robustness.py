@@ -10,7 +10,7 @@ grid, or averaged over corruptions and severities), so one report table compares
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -98,7 +98,9 @@ class Robustness(Scenario):
 
     def grid(self, cfg: dict[str, Any]) -> list[dict[str, Any]]:
         config = RobustnessConfig.from_dict(cfg)
-        return [{**cfg, "model": m, "attack": a} for m in config.models() for a in config.attacks()]
+        # Rebuilt per model, so that the training fields left unset take that model's recipe.
+        return [asdict(RobustnessConfig.from_dict({**cfg, "model": m, "attack": a}))
+                for m in config.models() for a in config.attacks()]
 
     def run(self, cfg: dict[str, Any], ctx: RunContext) -> Outcome:
         config = RobustnessConfig.from_dict(cfg)

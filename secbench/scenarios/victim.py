@@ -61,6 +61,8 @@ class VictimConfig:
                            label_smoothing=self.label_smoothing, precise_bn=self.precise_bn)
 
     def __post_init__(self) -> None:
+        if "," in self.model or self.model == "all":
+            return  # a scenario's grid of models: each run's config takes its own model's recipe
         unset = [name for name in RECIPE_FIELDS if getattr(self, name) is None]
         if unset:
             recipe = recipe_for(self.model).fields()
