@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 import torch
@@ -29,6 +30,9 @@ class ImageSet:
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
             raise ValueError(f"images must be uint8 (N, C, H, W), got {self.images.dtype} {tuple(self.images.shape)}")
+        self._check_labels()
+
+    def _check_labels(self) -> None:
         if self.labels.shape != (len(self.images),):
             raise ValueError(f"labels must be ({len(self.images)},), got {tuple(self.labels.shape)}")
 
@@ -41,14 +45,15 @@ class ImageSet:
 
     @property
     def nbytes(self) -> int:
-        return self.images.numel() * self.images.element_size()
+        return sum(t.numel() * t.element_size() for t in (self.images, self.labels))
 
-    def subset(self, index: torch.Tensor | np.ndarray | list[int]) -> ImageSet:
+    # type(self): a subclass with other labels (detection boxes) keeps its type
+    def subset(self, index: torch.Tensor | np.ndarray | list[int]) -> Self:
         index = torch.as_tensor(index, dtype=torch.long)
-        return ImageSet(self.images[index], self.labels[index])
+        return type(self)(self.images[index], self.labels[index])
 
-    def to(self, device: torch.device | str) -> ImageSet:
-        return ImageSet(self.images.to(device), self.labels.to(device))
+    def to(self, device: torch.device | str) -> Self:
+        return type(self)(self.images.to(device), self.labels.to(device))
 
     def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Float images in [0, 1] and labels for ``index``."""

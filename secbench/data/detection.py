@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from secbench.data.base import tensor_digest
+from secbench.data.base import ImageSet, tensor_digest
 from secbench.data.local import _malformed, _root
 from secbench.data.patches import dataset_size, random_crops
 from secbench.data.shapes import CONTRAST, MIN_COLOUR_DISTANCE, SHAPES, _backgrounds, _geometry
@@ -49,40 +49,13 @@ COCO_AREA_SIDES = (32.0, 96.0)  # COCO's small/medium/large box sides, for ~640 
 
 
 @dataclass(frozen=True)
-class DetectionSet:
+class DetectionSet(ImageSet):
     """``images``: uint8 ``(N, 3, H, W)``; ``labels``: float32 ``(N, M, 5)`` rows ``(class, x1, y1, x2, y2)``,
-    boxes in pixels, class -1 (and a zero box) for padding."""
+    boxes in pixels, class -1 (and a zero box) for padding. ``batch`` gives float images and ``(B, M, 5)``."""
 
-    images: torch.Tensor
-    labels: torch.Tensor
-
-    def __post_init__(self) -> None:
-        if self.images.dtype != torch.uint8 or self.images.ndim != 4:
-            raise ValueError(f"images must be uint8 (N, C, H, W), got {self.images.dtype} {tuple(self.images.shape)}")
+    def _check_labels(self) -> None:
         if self.labels.ndim != 3 or self.labels.shape[0] != len(self.images) or self.labels.shape[2] != 5:
             raise ValueError(f"labels must be ({len(self.images)}, M, 5), got {tuple(self.labels.shape)}")
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    @property
-    def device(self) -> torch.device:
-        return self.images.device
-
-    @property
-    def nbytes(self) -> int:
-        return self.images.numel() + self.labels.numel() * 4
-
-    def to(self, device: torch.device | str) -> DetectionSet:
-        return DetectionSet(self.images.to(device), self.labels.to(device))
-
-    def subset(self, index: torch.Tensor | np.ndarray | list[int]) -> DetectionSet:
-        index = torch.as_tensor(index, dtype=torch.long)
-        return DetectionSet(self.images[index], self.labels[index])
-
-    def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Float images in [0, 1] and their ``(B, M, 5)`` targets."""
-        return self.images[index].float().div_(255), self.labels[index]
 
     def objects(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Image ``i``'s boxes ``(G, 4)`` float and classes ``(G,)`` int64, padding removed."""
