@@ -20,7 +20,7 @@ import torch
 import torchvision
 
 from secbench import registry
-from secbench.engine import TrainConfig, _optimizer, prepare_model, to_model
+from secbench.engine import TrainConfig, make_optimizer, prepare_model, to_model
 from secbench.models.recipe import recipe_for
 from secbench.zoo import card_rows
 
@@ -41,7 +41,7 @@ def train_step(name: str, batch: int = 128, size: int = 32):
     """A closure running one training step of ``name`` with its recipe's optimiser on a fixed batch."""
     model = prepare_model(registry.create_model(name, num_classes=10, img_size=size), torch.device("cpu")).train()
     recipe = recipe_for(name)
-    optimizer = _optimizer(model, TrainConfig(lr=recipe.lr, optimizer=recipe.optimizer, weight_decay=recipe.weight_decay))
+    optimizer = make_optimizer(model, TrainConfig(lr=recipe.lr, optimizer=recipe.optimizer, weight_decay=recipe.weight_decay))
     x, y = to_model(torch.rand(batch, 3, size, size), torch.device("cpu")), torch.randint(0, 10, (batch,))
 
     def step() -> None:

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from secbench.data.base import ImageSet, tensor_digest
+from secbench.data.base import DataSplits, ImageSet
 from secbench.data.local import _malformed, _root
 from secbench.data.patches import dataset_size, random_crops
 from secbench.data.shapes import CONTRAST, MIN_COLOUR_DISTANCE, SHAPES, _backgrounds, _geometry
@@ -89,28 +89,12 @@ def flip_boxes(images: torch.Tensor, labels: torch.Tensor, generator: torch.Gene
 
 
 @dataclass(frozen=True)
-class DetectionSplits:
-    """A detection dataset's train/test split. ``area_thresholds``: the box sides (px) below which a box is
-    small and above which it is large, for AP_s / AP_m / AP_l."""
+class DetectionSplits(DataSplits):
+    """A detection dataset's train/test split (``train`` and ``test`` are :class:`DetectionSet`).
+    ``area_thresholds``: the box sides (px) below which a box is small and above which it is large, for
+    AP_s / AP_m / AP_l."""
 
-    name: str
-    train: DetectionSet
-    test: DetectionSet
-    classes: tuple[str, ...]
-    source: str = ""
     area_thresholds: tuple[float, float] = (16.0, 48.0)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    @property
-    def img_size(self) -> int:
-        return int(self.train.images.shape[-1])
-
-    def fingerprint(self) -> str:
-        """sha256 over both splits' pixels and targets."""
-        return tensor_digest(t for part in (self.train, self.test) for t in (part.images, part.labels))
 
 
 # ---------------------------------------------------------------- the embedded procedural set
@@ -212,7 +196,7 @@ def objects(*, seed: int = 0, n_train: int | None = None, n_test: int | None = N
     s = 0.5 * img_size / 128  # COCO's sides × 0.5 at 128 px, scaled with the image
     return DetectionSplits("objects", train, test, tuple(SHAPES),
                            "procedural outlines over scikit-image/scikit-learn photos",
-                           (COCO_AREA_SIDES[0] * s, COCO_AREA_SIDES[1] * s))
+                           area_thresholds=(COCO_AREA_SIDES[0] * s, COCO_AREA_SIDES[1] * s))
 
 
 # ---------------------------------------------------------------- COCO JSON
@@ -362,7 +346,7 @@ def coco(*, path: str | None = None, seed: int = 0, n_train: int | None = None, 
     test, _, _, _ = _read_coco_json(test_file, _image_dir(base, test_file), img_size, ids)
     sides = (COCO_AREA_SIDES[0] * factor, COCO_AREA_SIDES[1] * factor)
     return DetectionSplits("coco", _subset(train, n_train, seed), _subset(test, n_test, seed), tuple(names),
-                           f"COCO-format folder {base}", sides)
+                           f"COCO-format folder {base}", area_thresholds=sides)
 
 
 def load_detection(spec: str, **kwargs: object) -> DetectionSplits:
