@@ -34,7 +34,6 @@ from secbench.registry import create
 from secbench.scenarios.base import RunContext
 from secbench.scenarios.watermark import (
     WatermarkConfig,
-    _seeded,
     _task_model,
     apply,
     task_data,
@@ -72,7 +71,7 @@ def main() -> None:
         for start, output in itertools.product((float(s) for s in args.start_psnr.split(",")),
                                                args.extractor_output.split(",")):
             recipe = replace(cfg.owner_recipe(), start_psnr=start, extractor_output=output)
-            generator = _seeded(ctx, "owner", "structure")  # before the nets: it seeds their initialisation too
+            generator = ctx.stream("owner", "structure")  # before the nets: it seeds their initialisation too
             nets = _nets(recipe, method)
             started = time.perf_counter()
             history = train_stage_one(nets, method, recipe, covers, inputs, generator=generator, device=ctx.device)

@@ -33,7 +33,6 @@ from secbench.registry import create
 from secbench.scenarios.base import RunContext
 from secbench.scenarios.watermark import (
     WatermarkConfig,
-    _seeded,
     _steal,
     _verify,
     apply,
@@ -61,7 +60,7 @@ def main() -> None:
 
         method = create("defense", "watermark-structure", key=cfg.key_rgb(), target=cfg.structure_target)
         recipe = cfg.owner_recipe()
-        generator = _seeded(ctx, "owner", "structure")  # as the scenario: it seeds the nets' initialisation too
+        generator = ctx.stream("owner", "structure")  # as the scenario: it seeds the nets' initialisation too
         nets = _nets(recipe, method)
         train_stage_one(nets, method, recipe, covers, owner_in, generator=generator, device=ctx.device)
         stage1 = Protection(method, nets.embedder, nets.extractor, {}, cached=False)
@@ -74,7 +73,7 @@ def main() -> None:
             started = time.perf_counter()
             train_stage_two(tuned, replace(recipe, owner_attacks=tuple(owner_attacks.split("+")),
                                            tune_steps=int(steps), unmarked_surrogate=blanks == ["unmarked"]),
-                            covers, owner_in, owner_gt, generator=_seeded(ctx, "stage2", variant), device=ctx.device)
+                            covers, owner_in, owner_gt, generator=ctx.stream("stage2", variant), device=ctx.device)
             wall = time.perf_counter() - started
             for attack, suspect in suspects.items():
                 check = _verify(tuned, suspect, test_out, clean_out, test_gt, cfg.threshold, ctx.device)
