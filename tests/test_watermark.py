@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -182,6 +183,9 @@ def test_task_data_from_an_image_folder(tmp_path: Path) -> None:
     cfg = WatermarkConfig(dataset=f"imagefolder:{tmp_path}", n_owner=5, n_attacker=3, n_test=1, min_edges=0.0)
     data = task_data(cfg)
     assert data.owner[0].shape == (5, 3, 32, 32) and data.attacker[1].shape == (3, 3, 32, 32)
+    assert len(data.test[0]) == 1
+    # with an edge filter the owner picks its queries among every photo it has, not 4 × n_test of them
+    assert len(task_data(replace(cfg, min_edges=0.02)).test[0]) == 4
     missing = WatermarkConfig(dataset=f"imagefolder:{tmp_path / 'nope'}")
     with pytest.raises(SecbenchError):
         task_data(missing)

@@ -41,7 +41,7 @@ METHODS = ("none", "baseline", "structure")
 REMOVALS = ("finetune", "prune")
 ATTACKS = tuple(name.removeprefix("aug-") for name in AUGMENTATIONS) + REMOVALS
 _BATCH = 256
-_TEST_POOL = 4  # candidate test patches per one kept, for the --min-edges filter
+_TEST_POOL = 4  # candidate test patches per one kept, for the --min-edges filter on generated patches
 
 
 @dataclass(frozen=True)
@@ -206,10 +206,18 @@ def verification_queries(answers: torch.Tensor, n: int, min_edges: float) -> tor
     return structured[:n]
 
 
+def _test_candidates(cfg: WatermarkConfig) -> int | None:
+    """How many test images to load: ``n_test`` when any query will do; with ``--min-edges``, every photo
+    of a local folder (the owner picks its queries among all it has) or ``_TEST_POOL × n_test`` patches."""
+    if cfg.min_edges == 0:
+        return cfg.n_test
+    return None if cfg.dataset.startswith("imagefolder:") else _TEST_POOL * cfg.n_test
+
+
 def task_data(cfg: WatermarkConfig) -> TaskData:
     """The owner's and the thief's splits (disjoint crops of the training photos) and the test split
     (other photos), each degraded by the task with a generator seeded by ``data_seed``."""
-    pool = _TEST_POOL * cfg.n_test if cfg.min_edges > 0 else cfg.n_test
+    pool = _test_candidates(cfg)
     size = ({"patch_size": cfg.patch_size} if cfg.dataset == "patches"
             else {"img_size": cfg.patch_size} if cfg.dataset.startswith("imagefolder:") else {})
     splits = load_dataset(cfg.dataset, seed=cfg.data_seed, n_train=cfg.n_owner + cfg.n_attacker, n_test=pool, **size)
