@@ -77,8 +77,8 @@ def main() -> None:
             history = train_stage_one(nets, method, recipe, covers, inputs, generator=generator, device=ctx.device)
             wall = time.perf_counter() - started
             protection = Protection(method, nets.embedder, nets.extractor, {}, cached=False)
-            marked_nc = protection.nc(protection.mark_outputs(answers, ctx.device), answers, ctx.device)
-            clean_nc = protection.nc(answers, answers, ctx.device)
+            marked_nc = protection.read(protection.mark_outputs(answers, ctx.device), answers, ctx.device).nc
+            clean_nc = protection.read(answers, answers, ctx.device).nc
             dead = (protection.extract(answers, ctx.device) == 0).double().mean((0, 2, 3)).max()
             print(f"{seed:4d}  {start:10.1f}  {output:>8s}  {marked_nc.mean():6.3f}  {success_rate(marked_nc, 0.95):11.3f}  "
                   f"{auroc(marked_nc, clean_nc):5.3f}  {dead:4.2f}  {str(escape_step(history['extract_loss'])):>11s}  "

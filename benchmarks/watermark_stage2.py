@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from defenses.watermark.owner import Protection, _nets, train_stage_one, train_stage_two
-from secbench.metrics import auroc, success_rate
+from secbench.metrics import auroc
 from secbench.registry import create
 from secbench.scenarios.base import RunContext
 from secbench.scenarios.watermark import (
@@ -76,10 +76,10 @@ def main() -> None:
                             covers, owner_in, owner_gt, generator=ctx.stream("stage2", variant), device=ctx.device)
             wall = time.perf_counter() - started
             for attack, suspect in suspects.items():
-                check = _verify(tuned, suspect, test_out, clean_out, test_gt, cfg.threshold, ctx.device)
-                print(f"{seed:4d}  {variant:33s}  {attack:7s}  {success_rate(check.nc, cfg.threshold):7.3f}  "
-                      f"{check.nc.mean():.3f}  {auroc(check.nc, check.references):.3f}  {check.fp_clean_model:8.3f}  "
-                      f"{check.fp_natural:10.3f}  {wall:8.0f}", flush=True)
+                check = _verify(tuned, suspect, test_out, clean_out, test_gt, cfg, ctx.device)
+                print(f"{seed:4d}  {variant:33s}  {attack:7s}  {check.rate(check.suspect):7.3f}  "
+                      f"{check.suspect.nc.mean():.3f}  {auroc(check.suspect.nc, check.references.nc):.3f}  "
+                      f"{check.rate(check.clean_model):8.3f}  {check.rate(check.natural):10.3f}  {wall:8.0f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -26,12 +26,16 @@ _ATTACKS = ("dataset", "model", "method", "attack")  # backdoor runs: method is 
 VIEWS: dict[str, tuple[ReportView, ...]] = {
     # the papers' table: rows = watermark method, columns = the thief's attack
     "watermark": (
-        ReportView("watermark success rate (NC ≥ threshold) on the surrogate's outputs", rows=("method",),
-                   cols="attack", metrics="wm_success"),
+        ReportView("watermark success rate on the surrogate's outputs (NC ≥ threshold and amplitude ≥ "
+                   "--min-amplitude)", rows=("method",), cols="attack", metrics="wm_success"),
+        ReportView("the papers' rule, NC ≥ threshold alone: success on the surrogate's outputs", rows=("method",),
+                   cols="attack", metrics="wm_success_nc"),
         ReportView("mean NC of the extracted watermark on the surrogate's outputs", rows=("method",), cols="attack",
                    metrics="wm_nc"),
-        ReportView("false positives (clean model, natural images; none: surrogates of the unmarked model)",
-                   rows=("method", "attack"), metrics="fp_*"),
+        ReportView("mean amplitude of the expected mark in R's reading of the surrogate's outputs (1: full strength)",
+                   rows=("method",), cols="attack", metrics="wm_amplitude"),
+        ReportView("false positives (clean model, natural images; *_nc: by NC alone; none: surrogates of the "
+                   "unmarked model)", rows=("method", "attack"), metrics="fp_*"),
         ReportView("invisibility (PSNR/SSIM of marked vs unmarked outputs) and the thief's task quality",
                    rows=("method", "attack"), metrics="psnr_wm,ssim_wm,api_success,surrogate_psnr,owner_psnr"),
     ),

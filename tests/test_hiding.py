@@ -20,6 +20,7 @@ from secbench.hiding import (
     StructureMark,
     build_hiding_nets,
     logo,
+    mark_amplitude,
     mark_nc,
     train_hiding,
     tune_extractor,
@@ -107,6 +108,21 @@ def test_mark_nc_compares_inks():
     # the plain NC of a blank and the logo is high: why inks are compared instead
     assert normalized_correlation(torch.ones_like(ink), ink).item() > 0.8
     assert mark_nc(ink * 0.5 + 0.5, ink).item() == pytest.approx(1.0)  # a fainter copy of the same ink
+
+
+def test_amplitude_tells_the_mark_from_a_faint_echo_that_nc_accepts():
+    from defenses.watermark.owner import Reading
+
+    mark = logo(16)[None]
+    echo = BLANK - 0.05 * (BLANK - mark)  # the mark's ink at a twentieth of its strength
+    readings = torch.cat([mark, echo, torch.ones_like(mark)])
+    expected = mark.expand_as(readings)
+    amplitude = mark_amplitude(readings, expected)
+    assert amplitude.tolist() == pytest.approx([1.0, 0.05, 0.0])
+    assert mark_amplitude(mark, torch.ones_like(mark)).item() == 0.0  # no ink expected: no strength
+    reading = Reading(mark_nc(readings, expected), amplitude)
+    assert reading.detected(0.95).tolist() == [True, True, False]  # the papers' rule takes the echo for the mark
+    assert reading.detected(0.95, min_amplitude=0.5).tolist() == [True, False, False]
 
 
 def test_generated_logo_and_png_watermark(tmp_path: Path):

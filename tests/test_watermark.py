@@ -43,8 +43,11 @@ def test_smoke_records_every_metric_in_range(smoke: Path) -> None:
     assert all(r["status"] == "ok" and r["model"] == "unet" and r["dataset"] == "patches/derain"
                for r in records.values())
     baseline = records["baseline", "crop"]["metrics"]
-    for name in ("wm_success", "wm_auroc", "fp_clean_model", "fp_natural", "api_success", "ssim_wm"):
+    for name in ("wm_success", "wm_auroc", "fp_clean_model", "fp_natural", "api_success", "ssim_wm", "wm_success_nc",
+                 "fp_clean_model_nc", "fp_natural_nc"):
         assert 0 <= baseline[name] <= 1, name
+    # the owner's rule adds a condition to the papers' NC rule: it can only call fewer images marked
+    assert baseline["wm_success"] <= baseline["wm_success_nc"] and baseline["fp_natural"] <= baseline["fp_natural_nc"]
     assert -1 <= baseline["wm_nc"] <= 1 and 5 < baseline["psnr_wm"] < 100 and baseline["surrogate_psnr"] > 5
     control = records["none", "prune"]["metrics"]
     assert {"fp_surrogate_baseline", "fp_surrogate_structure"} <= set(control) and "psnr_wm" not in control
@@ -63,15 +66,20 @@ def test_each_run_writes_its_example_grid_and_ncs(smoke: Path) -> None:
     for record in store.load_records(smoke):
         folder = smoke / record["artifacts"]
         assert (folder / "examples.png").stat().st_size > 1000
-        ncs = json.loads((folder / "nc.json").read_text())
-        assert len(ncs["suspect"]) == record["n"] == 16 and len(ncs["references"]) == 32
+        readings = json.loads((folder / "nc.json").read_text())
+        assert {name: len(readings[name]["nc"]) for name in readings} == {"suspect": 16, "clean_model": 16,
+                                                                           "natural": 16} == {
+            name: len(readings[name]["amplitude"]) for name in readings}
+        assert record["n"] == 16
 
 
 def test_report_shows_method_by_attack_success(smoke: Path) -> None:
     result = CliRunner().invoke(cli, ["report", str(smoke), "--scenario", "watermark", "--format", "json"])
     assert result.exit_code == 0, result.stderr
     tables = {t["table"]: t for t in json.loads(result.stdout)}
-    success = tables["watermark success rate (NC ≥ threshold) on the surrogate's outputs"]
+    success = tables["watermark success rate on the surrogate's outputs (NC ≥ threshold and amplitude ≥ "
+                     "--min-amplitude)"]
+    assert "the papers' rule, NC ≥ threshold alone: success on the surrogate's outputs" in tables
     assert (success["rows"], success["cols"]) == (["method"], "attack")
     assert {(c["method"], c["attack"]) for c in success["cells"]} >= {("baseline", "crop"), ("none", "prune")}
 

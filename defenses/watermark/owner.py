@@ -23,7 +23,15 @@ from torch import nn
 from attacks.surrogate import build_surrogate, image_train_config, train_image_model
 from defenses.watermark.methods import WatermarkMethod
 from secbench import checkpoint
-from secbench.hiding import HidingConfig, HidingNets, build_hiding_nets, mark_nc, train_hiding, tune_extractor
+from secbench.hiding import (
+    HidingConfig,
+    HidingNets,
+    build_hiding_nets,
+    mark_amplitude,
+    mark_nc,
+    train_hiding,
+    tune_extractor,
+)
 from secbench.imageops import to_uint8
 from secbench.progress import Progress
 from secbench.registry import create
@@ -77,8 +85,8 @@ class Protection:
         """What R reads in ``(N, 3, H, W)`` images: ``(N, 3, H, W)``."""
         return torch.cat([self.extractor(b.to(device)).cpu() for b in images.split(_BATCH)])
 
-    def nc(self, images: torch.Tensor, references: torch.Tensor, device: torch.device) -> torch.Tensor:
-        """NC of R's reading of each image against the mark expected of its reference: ``(N,)``.
+    def read(self, images: torch.Tensor, references: torch.Tensor, device: torch.device) -> Reading:
+        """R's reading of each image against the mark expected of its reference.
 
         The reference is the owner's clean output for the same query (a suspect model answers the
         owner's own verification queries), or the image itself when there is none (a natural image).
@@ -86,7 +94,25 @@ class Protection:
         """
         mark = self.method.mark
         key = mark.sample_key(len(images), torch.Generator())
-        return mark_nc(self.extract(images, device), mark.expected(references, key))
+        extracted, expected = self.extract(images, device), mark.expected(references, key)
+        return Reading(mark_nc(extracted, expected), mark_amplitude(extracted, expected))
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What R read in ``N`` images, each against its expected mark: ``(N,)`` float64 each."""
+
+    nc: torch.Tensor  # normalised correlation of the inks (scale-free; the papers' statistic)
+    amplitude: torch.Tensor  # strength of the expected ink in the reading (1: the mark at full strength)
+
+    def detected(self, threshold: float, min_amplitude: float = 0.0) -> torch.Tensor:
+        """``(N,)`` bool: NC ≥ ``threshold`` (the papers' rule) and, the owner's option, the mark at least at
+        ``min_amplitude`` of its strength, so that a faint echo of the image's own edges is no watermark."""
+        return (self.nc >= threshold) & (self.amplitude >= min_amplitude)
+
+    @staticmethod
+    def cat(readings: list[Reading]) -> Reading:
+        return Reading(torch.cat([r.nc for r in readings]), torch.cat([r.amplitude for r in readings]))
 
 
 def quantize(images: torch.Tensor) -> torch.Tensor:

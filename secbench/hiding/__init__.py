@@ -7,7 +7,7 @@ an interference layer of random geometric transforms, and R returns a blank for 
 
 from secbench.hiding.embedder import RESIDUALS, BoundedResidual
 from secbench.hiding.interference import INTERFERENCES, Interference
-from secbench.hiding.marks import BLANK, TARGETS, LogoMark, Mark, StructureMark, logo, mark_nc
+from secbench.hiding.marks import BLANK, TARGETS, LogoMark, Mark, StructureMark, logo, mark_amplitude, mark_nc
 from secbench.hiding.nets import EXTRACTOR_OUTPUTS, build_hiding_nets
 from secbench.hiding.train import HidingConfig, HidingNets, extractor_loss, train_hiding, tune_extractor
 
@@ -27,6 +27,7 @@ __all__ = [
     "build_hiding_nets",
     "extractor_loss",
     "logo",
+    "mark_amplitude",
     "mark_nc",
     "train_hiding",
     "tune_extractor",

@@ -120,8 +120,20 @@ def mark_nc(extracted: torch.Tensor, expected: torch.Tensor) -> torch.Tensor:
     """Normalised correlation of the inks ``BLANK - x`` per image: ``(N,)`` float64 in [-1, 1].
 
     A blank extraction (or a blank expectation, e.g. an image without edges) has no ink and scores 0.
+    NC ignores scale: a reading of the mark at a twentieth of its strength scores as the mark itself.
     """
     return normalized_correlation(BLANK - extracted, BLANK - expected)
+
+
+def mark_amplitude(extracted: torch.Tensor, expected: torch.Tensor) -> torch.Tensor:
+    """Strength of the expected ink in the extracted one, per image: ``(N,)`` float64.
+
+    ``⟨ink_x, ink_e⟩ / ‖ink_e‖²``, the least-squares scale of the expected ink in the reading (a matched
+    filter): 1 for the mark at full strength, 0 for a blank reading or an expectation without ink.
+    """
+    read, ink = (BLANK - extracted).double().flatten(1), (BLANK - expected).double().flatten(1)
+    energy = ink.square().sum(1)
+    return torch.where(energy > 0, (read * ink).sum(1) / energy.where(energy > 0, 1.0), 0.0)
 
 
 def logo(size: int, path: str | Path | None = None) -> torch.Tensor:

@@ -23,14 +23,14 @@ from torch import nn
 
 from attacks.augment import AUGMENTATIONS
 from attacks.surrogate import CONTENT_LOSSES, build_surrogate, image_train_config, train_image_model
-from defenses.watermark.owner import OwnerRecipe, Protection, protect, quantize
+from defenses.watermark.owner import OwnerRecipe, Protection, Reading, protect, quantize
 from secbench import checkpoint
 from secbench.config import option
 from secbench.data import load_dataset
 from secbench.errors import SecbenchError, UnknownNameError
 from secbench.hiding import EXTRACTOR_OUTPUTS, RESIDUALS, TARGETS
 from secbench.imageops import add_gaussian_noise, add_rain, edge_mask, to_uint8
-from secbench.metrics import auroc, psnr, ssim, success_rate
+from secbench.metrics import auroc, psnr, ssim
 from secbench.models.imaging import IMAGE_MODELS, UNet
 from secbench.plots import image_rows
 from secbench.registry import create, register
@@ -67,6 +67,8 @@ class WatermarkConfig:
     start_psnr: float = option(36.0, "with --residual bounded: the guaranteed PSNR when stage 1 starts, moved "
                                      "linearly to --min-psnr (a curriculum; equal: none)")
     threshold: float = option(0.95, "NC at or above which an extraction counts as the watermark")
+    min_amplitude: float = option(0.0, "... and the least strength of the expected mark in it (0: NC alone, the "
+                                       "papers' rule)")
     noise_sigma: float = option(0.1, "denoise task: std of the Gaussian noise, on the 0-1 scale")
     data_seed: int = option(0, "seed of the data split and degradations; fixed while training seeds vary")
     patch_size: int = option(32, "side of the square image patches (a multiple of 16)")
@@ -115,6 +117,8 @@ class WatermarkConfig:
             raise SecbenchError(f"--min-edges is a fraction of pixels in [0, 1), got {self.min_edges}")
         if not 0 < self.threshold <= 1:
             raise SecbenchError(f"--threshold is an NC in (0, 1], got {self.threshold}")
+        if not 0 <= self.min_amplitude <= 1:
+            raise SecbenchError(f"--min-amplitude is a share of the mark's strength in [0, 1], got {self.min_amplitude}")
         counts = (self.n_owner, self.n_attacker, self.n_test, self.width, self.extractor_width, self.task_epochs,
                   self.hiding_steps, self.tune_steps, self.surrogate_epochs, self.finetune_epochs)
         if min(counts) < 1 or min(self.fidelity_start, self.fidelity_end) <= 0:
@@ -320,27 +324,37 @@ def _steal(cfg: WatermarkConfig, queries: torch.Tensor, answers: torch.Tensor, c
 
 @dataclass
 class Verification:
-    nc: torch.Tensor  # (N,) on the suspect's outputs
-    references: torch.Tensor  # (M,) on the clean model's outputs and natural images
-    fp_clean_model: float
-    fp_natural: float
+    """R's readings of the suspect's and the clean references' images, and the owner's decision rule."""
+
+    suspect: Reading  # the suspect's answers to the verification queries
+    clean_model: Reading  # an independently trained clean model's answers to the same queries
+    natural: Reading  # natural images (the queries' ground truth)
+    threshold: float
+    min_amplitude: float
+
+    @property
+    def references(self) -> Reading:
+        return Reading.cat([self.clean_model, self.natural])
+
+    def rate(self, reading: Reading, *, nc_only: bool = False) -> float:
+        """Fraction of ``reading`` the owner's rule (or, ``nc_only``, the papers' NC rule) calls marked."""
+        return reading.detected(self.threshold, 0.0 if nc_only else self.min_amplitude).double().mean().item()
 
 
 def tpr_at_fpr(check: Verification, fpr: float) -> float:
     """Fraction of suspect NCs above the threshold that only a fraction ``fpr`` of the clean references
     exceed: the detection rate of a verifier calibrated on unmarked images rather than at a fixed NC."""
-    threshold = torch.quantile(check.references, 1 - fpr).item()
-    return (check.nc > threshold).double().mean().item()
+    threshold = torch.quantile(check.references.nc, 1 - fpr).item()
+    return (check.suspect.nc > threshold).double().mean().item()
 
 
 def _verify(protection: Protection, suspect: torch.Tensor, owner_outputs: torch.Tensor, clean_outputs: torch.Tensor,
-            natural: torch.Tensor, threshold: float, device: torch.device) -> Verification:
-    """NC on the suspect's and the clean model's answers to the test queries (expected: the mark of
-    the owner's clean answer) and on natural images (expected: their own mark)."""
-    clean_nc = protection.nc(clean_outputs, owner_outputs, device)
-    natural_nc = protection.nc(natural, natural, device)
-    return Verification(protection.nc(suspect, owner_outputs, device), torch.cat([clean_nc, natural_nc]),
-                        success_rate(clean_nc, threshold), success_rate(natural_nc, threshold))
+            natural: torch.Tensor, cfg: WatermarkConfig, device: torch.device) -> Verification:
+    """R on the suspect's and the clean model's answers to the test queries (expected: the mark of the
+    owner's clean answer) and on natural images (expected: their own mark)."""
+    return Verification(protection.read(suspect, owner_outputs, device),
+                        protection.read(clean_outputs, owner_outputs, device), protection.read(natural, natural, device),
+                        cfg.threshold, cfg.min_amplitude)
 
 
 @register("scenario", "watermark")
@@ -389,7 +403,7 @@ class Watermark(Scenario):
 
         surrogate = _steal(config, thief_in, answers, (thief_in, thief_gt), config.attack, ctx)
         suspect = apply(surrogate, test_in, ctx.device)
-        checks = {m: _verify(p, suspect, test_out, clean_out, test_gt, config.threshold, ctx.device)
+        checks = {m: _verify(p, suspect, test_out, clean_out, test_gt, config, ctx.device)
                   for m, p in protections.items()}
         metrics = {
             "surrogate_psnr": psnr(suspect, test_gt).mean().item(),
@@ -397,18 +411,23 @@ class Watermark(Scenario):
         }
         if method == "none":  # the control: a surrogate of an unmarked model must not verify under any extractor
             for m, check in checks.items():
-                metrics[f"fp_surrogate_{m}"] = success_rate(check.nc, config.threshold)
+                metrics[f"fp_surrogate_{m}"] = check.rate(check.suspect)
             worst = max(checks, key=lambda m: metrics[f"fp_surrogate_{m}"])
             check = checks[worst]
         else:
             check = checks[method]
-            api_nc = protections[method].nc(test_answers, test_out, ctx.device)
+            api = protections[method].read(test_answers, test_out, ctx.device)
             metrics |= {"psnr_wm": psnr(test_answers, test_out).mean().item(),
                         "ssim_wm": ssim(test_answers, test_out).mean().item(),
-                        "api_success": success_rate(api_nc, config.threshold), "api_nc": api_nc.mean().item()}
-        metrics |= {"wm_success": success_rate(check.nc, config.threshold), "wm_nc": check.nc.mean().item(),
-                    "wm_auroc": auroc(check.nc, check.references), "wm_tpr_at_fpr05": tpr_at_fpr(check, 0.05),
-                    "fp_clean_model": check.fp_clean_model, "fp_natural": check.fp_natural}
+                        "api_success": check.rate(api), "api_nc": api.nc.mean().item()}
+        metrics |= {"wm_success": check.rate(check.suspect), "wm_nc": check.suspect.nc.mean().item(),
+                    "wm_amplitude": check.suspect.amplitude.mean().item(),
+                    "wm_auroc": auroc(check.suspect.nc, check.references.nc), "wm_tpr_at_fpr05": tpr_at_fpr(check, 0.05),
+                    "fp_clean_model": check.rate(check.clean_model), "fp_natural": check.rate(check.natural),
+                    # the papers' rule (NC alone) beside the owner's, whichever --min-amplitude is
+                    "wm_success_nc": check.rate(check.suspect, nc_only=True),
+                    "fp_clean_model_nc": check.rate(check.clean_model, nc_only=True),
+                    "fp_natural_nc": check.rate(check.natural, nc_only=True)}
 
         shown = next(iter(protections.values()))
         rows = 4
@@ -418,7 +437,9 @@ class Watermark(Scenario):
                     "residual ×10": residual, "surrogate output": suspect[:rows],
                     f"R ({shown.method.name})": extracted},
                    ctx.artifacts / "examples.png", title=f"{method} vs {config.attack} ({config.surrogate} thief)")
-        ctx.write_json("nc.json", {"suspect": check.nc.tolist(), "references": check.references.tolist()})
+        ctx.write_json("nc.json", {name: {"nc": reading.nc.tolist(), "amplitude": reading.amplitude.tolist()}
+                                   for name, reading in (("suspect", check.suspect), ("clean_model", check.clean_model),
+                                                         ("natural", check.natural))})
         better = {k: not k.startswith("fp_") for k in metrics}
         derived = {"owner_cached": all(p.cached for p in protections.values()),
                    "owner_train_s": {m: p.history.get("total_s") for m, p in protections.items()},
