@@ -21,7 +21,14 @@ import torch
 from secbench.hiding import StructureMark
 from secbench.hiding.marks import TARGETS, mark_nc
 from secbench.scenarios.base import RunContext
-from secbench.scenarios.watermark import WatermarkConfig, _task_model, apply, task_data, verification_queries
+from secbench.scenarios.watermark import (
+    WatermarkConfig,
+    _task_model,
+    apply,
+    structure_key,
+    task_data,
+    verification_queries,
+)
 
 
 def main() -> None:
@@ -39,11 +46,12 @@ def main() -> None:
     owner_answers = apply(owner, queries, ctx.device)
     kept = verification_queries(owner_answers, cfg.n_test, cfg.min_edges)
     owner_answers, other_answers = owner_answers[kept], apply(clean, queries[kept], ctx.device)
+    key = structure_key(cfg, apply(owner, data.owner[0], ctx.device))  # as the scenario picks it
     print(f"{len(kept)} verification queries, seed {args.seed}: NC of the two models' structure marks")
     for target in TARGETS:
-        mark = StructureMark(cfg.key_rgb(), target=target)
-        key = mark.sample_key(len(kept), torch.Generator())
-        nc = mark_nc(mark.expected(other_answers, key), mark.expected(owner_answers, key))
+        mark = StructureMark(key, target=target)
+        keys = mark.sample_key(len(kept), torch.Generator())
+        nc = mark_nc(mark.expected(other_answers, keys), mark.expected(owner_answers, keys))
         print(f"  {target:7s} mean NC {nc.mean():.3f}   NC >= 0.95 on {(nc >= 0.95).double().mean():.3f}")
 
 

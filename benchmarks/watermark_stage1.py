@@ -36,6 +36,7 @@ from secbench.scenarios.watermark import (
     WatermarkConfig,
     _task_model,
     apply,
+    structure_key,
     task_data,
     verification_queries,
 )
@@ -67,7 +68,7 @@ def main() -> None:
         covers, inputs = apply(owner, data.owner[0], ctx.device), data.owner[0]
         answers = apply(owner, data.test[0], ctx.device)
         answers = answers[verification_queries(answers, cfg.n_test, cfg.min_edges)]
-        method = create("defense", "watermark-structure", key=cfg.key_rgb(), target=cfg.structure_target)
+        method = create("defense", "watermark-structure", key=structure_key(cfg, covers), target=cfg.structure_target)
         for start, output in itertools.product((float(s) for s in args.start_psnr.split(",")),
                                                args.extractor_output.split(",")):
             recipe = replace(cfg.owner_recipe(), start_psnr=start, extractor_output=output)

@@ -37,6 +37,7 @@ from secbench.scenarios.watermark import (
     _verify,
     apply,
     model_answers,
+    structure_key,
     task_data,
 )
 
@@ -58,7 +59,7 @@ def main() -> None:
         covers, thief_out, (test_in, test_gt, test_out, clean_out) = model_answers(cfg, data, ctx)
         (owner_in, owner_gt), (thief_in, thief_gt) = data.owner, data.attacker
 
-        method = create("defense", "watermark-structure", key=cfg.key_rgb(), target=cfg.structure_target)
+        method = create("defense", "watermark-structure", key=structure_key(cfg, covers), target=cfg.structure_target)
         recipe = cfg.owner_recipe()
         generator = ctx.stream("owner", "structure")  # as the scenario: it seeds the nets' initialisation too
         nets = _nets(recipe, method)

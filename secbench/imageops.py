@@ -75,6 +75,17 @@ def soft_edges(images: torch.Tensor, threshold: float = EDGE_THRESHOLD) -> torch
     return F.avg_pool2d(F.pad(strength, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
 
 
+def edge_chroma(images: torch.Tensor) -> torch.Tensor:
+    """The colour of each image's structure, less its grey level: ``(N, 3)``.
+
+    The mean RGB of ``(N, 3, H, W)`` images in [0, 1] weighted by :func:`soft_edges`, minus the mean of
+    its three channels; zero for a grey (or flat) image.
+    """
+    weights = soft_edges(images)
+    colour = (images * weights).sum((2, 3)) / weights.sum((2, 3)).clamp_min(1e-6)
+    return colour - colour.mean(1, keepdim=True)
+
+
 def _uniform(low_high: tuple[float, float], n: int, generator: torch.Generator) -> torch.Tensor:
     """``n`` draws from U[low, high] on the generator's device (float32)."""
     low, high = low_high

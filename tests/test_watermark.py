@@ -18,7 +18,13 @@ from secbench.cli import cli
 from secbench.errors import SecbenchError
 from secbench.imageops import to_uint8
 from secbench.registry import create
-from secbench.scenarios.watermark import Watermark, WatermarkConfig, task_data, verification_queries
+from secbench.scenarios.watermark import (
+    Watermark,
+    WatermarkConfig,
+    structure_key,
+    task_data,
+    verification_queries,
+)
 
 
 def run(*args: str) -> tuple[int, str, str]:
@@ -97,7 +103,7 @@ def test_same_seed_same_numbers(smoke: Path, tmp_path: Path) -> None:
     [
         (["--attack", "shear"], "unknown watermark attack 'shear'"),
         (["--method", "strucutre"], "did you mean 'structure'"),
-        (["--key", "green"], "--key is a hex colour"),
+        (["--key", "green"], "--key is auto or a hex colour"),
         (["--attack-options", "degrees"], "--attack-options takes name=value pairs"),
         (["--patch-size", "24"], "multiple of 16"),
         (["--surrogate", "vgg"], "unknown surrogate 'vgg'"),
@@ -226,3 +232,27 @@ def test_stage_two_trains_one_surrogate_per_owner_attack(one_thread, monkeypatch
     edge = torch.zeros(1, 3, 32, 32, dtype=torch.uint8).index_fill(3, torch.tensor([0]), 255)
     moved, _ = crop(edge, torch.zeros_like(edge))
     assert moved[..., 0].float().mean() < 255  # the second marked surrogate trains on random crops
+
+
+def _squares(colour: tuple[float, float, float], n: int) -> torch.Tensor:
+    """``n`` grey 32×32 images, each with a square of ``colour``: their structure has that colour."""
+    images = torch.full((n, 3, 32, 32), 0.5)
+    images[:, :, 8:24, 8:24] = torch.tensor(colour)[:, None, None]
+    return images
+
+
+def test_auto_key_is_the_hue_the_owners_answers_carry_least_on_their_edges() -> None:
+    from defenses.watermark.methods import ORANGE_KEY, key_palette, key_shares, least_confusable_key
+    from secbench.imageops import edge_chroma
+
+    palette = key_palette()
+    assert palette.shape == (12, 3) and 0 <= palette.min() and palette.max() <= 1
+    assert torch.allclose(edge_chroma(torch.full((2, 3, 8, 8), 0.3)), torch.zeros(2, 3))  # grey: no colour
+    # a quarter of the answers have orange edges, three quarters green ones
+    answers = torch.cat([_squares(ORANGE_KEY, 4), _squares((0.1, 0.8, 0.1), 12)])
+    shares = key_shares(answers, palette)
+    assert shares[1].item() == pytest.approx(0.25) and shares[4].item() == pytest.approx(0.75)  # hues 30° and 120°
+    key, share = least_confusable_key(answers)
+    assert share == 0.0 and key not in (tuple(palette[1].tolist()), tuple(palette[4].tolist()))
+    assert structure_key(WatermarkConfig(key="auto"), answers) == key
+    assert structure_key(WatermarkConfig(key="#ff8000"), answers) == (1.0, 128 / 255, 0.0)

@@ -23,6 +23,7 @@ from torch import nn
 
 from attacks.augment import AUGMENTATIONS
 from attacks.surrogate import CONTENT_LOSSES, build_surrogate, image_train_config, train_image_model
+from defenses.watermark.methods import least_confusable_key
 from defenses.watermark.owner import OwnerRecipe, Protection, Reading, protect, quantize
 from secbench import checkpoint
 from secbench.config import option
@@ -56,7 +57,8 @@ class WatermarkConfig:
     surrogate: str = option("unet", "the thief's surrogate: unet | resnet9 | dilated")
     loss: str = option("l1", "the thief's content loss: l1 | l2")
     watermark: str = option("", "PNG of the baseline's watermark (default: a generated logo)")
-    key: str = option("#f07814", "the structure watermark's key colour (hex RGB)")
+    key: str = option("auto", "the structure watermark's key colour: hex RGB (e.g. #f07814) | auto (of 12 hues, "
+                              "the one fewest of the owner's answers carry on their edges)")
     structure_target: str = option("soft", "the structure mark's strength: soft (Sobel strength, the quick default) | "
                                            "binary (thresholded edges, as Poison Ink's code)")
     residual: str = option("bounded", "H's output: bounded (cover + a residual with a guaranteed PSNR, the quick "
@@ -145,14 +147,17 @@ class WatermarkConfig:
     def owner_attack_list(self) -> tuple[str, ...]:
         return tuple(_names(self.owner_attacks, ()))
 
-    def key_rgb(self) -> tuple[float, float, float]:
+    def key_rgb(self) -> tuple[float, float, float] | None:
+        """The ``--key`` colour, or None for ``auto`` (chosen from the owner's answers: :func:`structure_key`)."""
+        if self.key == "auto":
+            return None
         text = self.key.removeprefix("#")
         try:
             if len(text) != 6:
                 raise ValueError
             r, g, b = (int(text[i : i + 2], 16) / 255 for i in (0, 2, 4))
         except ValueError:
-            raise SecbenchError(f"--key is a hex colour like #f07814, got {self.key!r}") from None
+            raise SecbenchError(f"--key is auto or a hex colour like #f07814, got {self.key!r}") from None
         return r, g, b
 
     def attack_kwargs(self) -> dict[str, Any]:
@@ -283,12 +288,18 @@ def _data_fields(cfg: WatermarkConfig) -> dict[str, Any]:
     return {name: getattr(cfg, name) for name in names}
 
 
+def structure_key(cfg: WatermarkConfig, covers: torch.Tensor) -> tuple[float, float, float]:
+    """The structure mark's key: ``--key``, or with ``auto`` the least confusable one for the owner's
+    model's answers ``covers`` (:func:`~defenses.watermark.methods.least_confusable_key`)."""
+    return cfg.key_rgb() or least_confusable_key(covers)[0]
+
+
 def _protection(cfg: WatermarkConfig, method: str, owner: tuple[torch.Tensor, torch.Tensor], covers: torch.Tensor,
                 ctx: RunContext) -> Protection:
     """``method``'s networks trained on the owner's split ``owner`` (inputs, ground truth) and its model's
     outputs ``covers`` (cached)."""
     options = ({"size": cfg.patch_size, "watermark": cfg.watermark} if method == "baseline"
-               else {"key": cfg.key_rgb(), "target": cfg.structure_target})
+               else {"key": structure_key(cfg, covers), "target": cfg.structure_target})
     recipe = cfg.owner_recipe()
     entry = ctx.cache_entry(f"watermark-{method}-owner",
                             {"data": _data_fields(cfg), "method": method, "options": options,
@@ -442,6 +453,7 @@ class Watermark(Scenario):
                                                          ("natural", check.natural))})
         better = {k: not k.startswith("fp_") for k in metrics}
         derived = {"owner_cached": all(p.cached for p in protections.values()),
+                   "structure_key": "#" + "".join(f"{round(c * 255):02x}" for c in structure_key(config, owner_out)),
                    "owner_train_s": {m: p.history.get("total_s") for m, p in protections.items()},
                    "dataset_sha256": data.fingerprint}
         return Outcome(metrics, better, n=len(test_in), dataset_fingerprint=data.fingerprint, derived=derived)
