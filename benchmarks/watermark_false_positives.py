@@ -18,8 +18,7 @@ from pathlib import Path
 
 import torch
 
-from defenses.watermark.methods import KEY_MATCH, key_palette, key_shares
-from secbench.imageops import edge_chroma
+from defenses.watermark.methods import has_key_colour, hex_colour, key_palette, key_shares
 from secbench.scenarios.base import RunContext
 from secbench.scenarios.watermark import WatermarkConfig, _protection, model_answers, structure_key, task_data
 
@@ -38,12 +37,12 @@ def main() -> None:
         owner_out, _, (_, test_gt, test_out, clean_out) = model_answers(cfg, data, ctx)
         protection = _protection(cfg, "structure", data.owner, owner_out, ctx)
         key = torch.tensor(structure_key(cfg, owner_out))
-        print(f"seed {seed}: key #{''.join(f'{round(c * 255):02x}' for c in key.tolist())}"
+        print(f"seed {seed}: key {hex_colour(key.tolist())}"
               f"{'' if protection.cached else ' (NOT cached: trained now)'}")
         for name, images, references in (("clean model", clean_out, test_out), ("natural", test_gt, test_gt)):
             reading = protection.read(images, references, ctx.device)
             hit = reading.nc >= cfg.threshold
-            keyed = torch.nn.functional.cosine_similarity(edge_chroma(images), (key - key.mean())[None], dim=1) > KEY_MATCH
+            keyed = has_key_colour(images, key[None])[:, 0]
             for label, group in (("key-coloured edges", keyed), ("other edges", ~keyed)):
                 hits = hit & group
                 amplitude = reading.amplitude[hits].median().item() if hits.any() else float("nan")
@@ -53,7 +52,7 @@ def main() -> None:
         owner_share, test_share = key_shares(owner_out, palette), key_shares(test_out, palette)
         print("  hue  key      owner's answers  test queries")
         for i, colour in enumerate(palette.tolist()):
-            print(f"  {i * 30:3d}  #{''.join(f'{round(c * 255):02x}' for c in colour)}  {owner_share[i]:15.3f}  "
+            print(f"  {i * 30:3d}  {hex_colour(colour)}  {owner_share[i]:15.3f}  "
                   f"{test_share[i]:12.3f}")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -58,6 +59,9 @@ def test_smoke_records_every_metric_in_range(smoke: Path) -> None:
     control = records["none", "prune"]["metrics"]
     assert {"fp_surrogate_baseline", "fp_surrogate_structure"} <= set(control) and "psnr_wm" not in control
     assert control["wm_success"] == max(control["fp_surrogate_baseline"], control["fp_surrogate_structure"])
+    # the key the control's structure mark was trained with is recorded; a baseline run has none
+    assert re.fullmatch(r"#[0-9a-f]{6}", records["none", "prune"]["derived"]["structure_key"])
+    assert "structure_key" not in records["baseline", "crop"]["derived"]
     assert records["baseline", "crop"]["higher_is_better"]["fp_natural"] is False
 
 
@@ -242,9 +246,16 @@ def _squares(colour: tuple[float, float, float], n: int) -> torch.Tensor:
 
 
 def test_auto_key_is_the_hue_the_owners_answers_carry_least_on_their_edges() -> None:
-    from defenses.watermark.methods import ORANGE_KEY, key_palette, key_shares, least_confusable_key
+    from defenses.watermark.methods import (
+        ORANGE_KEY,
+        hex_colour,
+        key_palette,
+        key_shares,
+        least_confusable_key,
+    )
     from secbench.imageops import edge_chroma
 
+    assert hex_colour(ORANGE_KEY) == "#f07814"
     palette = key_palette()
     assert palette.shape == (12, 3) and 0 <= palette.min() and palette.max() <= 1
     assert torch.allclose(edge_chroma(torch.full((2, 3, 8, 8), 0.3)), torch.zeros(2, 3))  # grey: no colour

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import colorsys
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -46,12 +47,21 @@ def key_palette() -> torch.Tensor:
     return torch.tensor([colorsys.hsv_to_rgb(i / KEY_HUES, saturation, value) for i in range(KEY_HUES)])
 
 
-def key_shares(images: torch.Tensor, palette: torch.Tensor) -> torch.Tensor:
-    """For each key of ``palette`` ``(K, 3)``, the share of ``images`` ``(N, 3, H, W)`` whose structure
-    already has its colour (edge chroma within cos ``KEY_MATCH``): ``(K,)``."""
-    chroma = edge_chroma(images)
+def hex_colour(rgb: Sequence[float]) -> str:
+    """``(r, g, b)`` in [0, 1] as ``#rrggbb``."""
+    return "#" + "".join(f"{round(c * 255):02x}" for c in rgb)
+
+
+def has_key_colour(images: torch.Tensor, palette: torch.Tensor) -> torch.Tensor:
+    """Whether each of ``images`` ``(N, 3, H, W)`` already has each key of ``palette`` ``(K, 3)`` on its
+    structure (edge chroma within cos ``KEY_MATCH`` of the key's): bool ``(N, K)``."""
     keys = palette - palette.mean(1, keepdim=True)
-    return (F.cosine_similarity(chroma[:, None], keys[None], dim=2) > KEY_MATCH).double().mean(0)
+    return F.cosine_similarity(edge_chroma(images)[:, None], keys[None], dim=2) > KEY_MATCH
+
+
+def key_shares(images: torch.Tensor, palette: torch.Tensor) -> torch.Tensor:
+    """For each key of ``palette`` ``(K, 3)``, the share of ``images`` whose structure has its colour: ``(K,)``."""
+    return has_key_colour(images, palette).double().mean(0)
 
 
 def least_confusable_key(images: torch.Tensor) -> tuple[tuple[float, float, float], float]:

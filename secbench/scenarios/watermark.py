@@ -23,7 +23,7 @@ from torch import nn
 
 from attacks.augment import AUGMENTATIONS
 from attacks.surrogate import CONTENT_LOSSES, build_surrogate, image_train_config, train_image_model
-from defenses.watermark.methods import least_confusable_key
+from defenses.watermark.methods import hex_colour, least_confusable_key
 from defenses.watermark.owner import OwnerRecipe, Protection, Reading, protect, quantize
 from secbench import checkpoint
 from secbench.config import option
@@ -453,7 +453,8 @@ class Watermark(Scenario):
                                                          ("natural", check.natural))})
         better = {k: not k.startswith("fp_") for k in metrics}
         derived = {"owner_cached": all(p.cached for p in protections.values()),
-                   "structure_key": "#" + "".join(f"{round(c * 255):02x}" for c in structure_key(config, owner_out)),
                    "owner_train_s": {m: p.history.get("total_s") for m, p in protections.items()},
                    "dataset_sha256": data.fingerprint}
+        if "structure" in protections:  # the key the structure mark was trained with (--key auto picks it)
+            derived["structure_key"] = hex_colour(protections["structure"].method.mark.colour.tolist())
         return Outcome(metrics, better, n=len(test_in), dataset_fingerprint=data.fingerprint, derived=derived)
