@@ -12,22 +12,17 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Iterable
 
 import torch
 
 from secbench.data.detection import load_detection
-from secbench.models.detector import ATSS, atss_loss
+from secbench.models.detector import atss_loss
 from secbench.registry import create
 
 
-def grad_norm(module: torch.nn.Module) -> float:
-    return sum(p.grad.square().sum().item() for p in module.parameters() if p.grad is not None) ** 0.5
-
-
-def head_features(model: ATSS, pyramid: list[torch.Tensor]) -> list[torch.Tensor]:
-    """What the predictors read: DyHead's refined levels, or the towers' classification branch."""
-    head = model.head
-    return head.dyhead(pyramid) if hasattr(head, "dyhead") else [head.cls_tower(p) for p in pyramid]
+def grad_norm(parameters: Iterable[torch.nn.Parameter]) -> float:
+    return sum(p.grad.square().sum().item() for p in parameters if p.grad is not None) ** 0.5
 
 
 def measure(head: str, images: torch.Tensor, labels: torch.Tensor, num_classes: int, args: argparse.Namespace
@@ -36,14 +31,15 @@ def measure(head: str, images: torch.Tensor, labels: torch.Tensor, num_classes: 
     model = create("detector", "atss", backbone="resnet18", num_classes=num_classes, img_size=images.shape[-1],
                    head=head, dyhead_blocks=args.blocks, channels=args.channels, anchor_scale=8.0)
     model.train()
+    read: list[list[torch.Tensor]] = []  # the classification features the predictors see, whichever head
+    model.head.predict.register_forward_pre_hook(lambda _, inputs: read.append(inputs[0]))
     loss = atss_loss(model(images), labels)
     loss.backward()
-    body = model.head.dyhead if head == "dyhead" else torch.nn.ModuleList([model.head.cls_tower, model.head.box_tower])
-    with torch.no_grad():
-        spread = torch.cat([f.flatten() for f in head_features(model, model.fpn(model.backbone(images)))]).std()
-    return {"loss": loss.item(), "grad backbone": grad_norm(model.backbone), "grad FPN": grad_norm(model.fpn),
-            "grad head body": grad_norm(body), "grad predictors": grad_norm(model.head.predict),
-            "std of predictor input": spread.item()}
+    body = (p for name, p in model.head.named_parameters() if not name.startswith("predict."))
+    spread = torch.cat([f.detach().flatten() for f in read[0]]).std()
+    return {"loss": loss.item(), "grad backbone": grad_norm(model.backbone.parameters()),
+            "grad FPN": grad_norm(model.fpn.parameters()), "grad head body": grad_norm(body),
+            "grad predictors": grad_norm(model.head.predict.parameters()), "std of predictor input": spread.item()}
 
 
 def main() -> None:
