@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 import torch.nn.functional as F
+from torchvision.ops import deform_conv2d
 
 from secbench.models.dyhead import (
     DyHead,
@@ -15,6 +16,7 @@ from secbench.models.dyhead import (
     ModulatedDeformConvGN,
     ScaleAttention,
     dyhead_block,
+    modulated_deform_conv2d,
 )
 from secbench.models.flops import count_params
 
@@ -90,6 +92,25 @@ def test_dcn_with_zero_offsets_and_unit_mask_is_a_plain_conv(stride: int) -> Non
     offset = torch.zeros(2, 18, *expected.shape[-2:])
     mask = torch.ones(2, 9, *expected.shape[-2:])
     torch.testing.assert_close(dcn(x, offset, mask), expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(("size", "stride"), [((9, 7), 1), ((9, 7), 2), ((1, 1), 1), ((2, 3), 2)])
+def test_cpu_dcn_equals_torchvision_forward_and_gradients(size: tuple[int, int], stride: int) -> None:
+    # offsets of a few pixels send many points off the map, where both must read zeros
+    g = torch.Generator().manual_seed(0)
+    h, w = size
+    ho, wo = -(-h // stride), -(-w // stride)
+    x, offset = torch.randn(2, 16, h, w, generator=g), 3 * torch.randn(2, 18, ho, wo, generator=g)
+    mask, weight, bias = torch.rand(2, 9, ho, wo, generator=g), torch.randn(8, 16, 3, 3, generator=g), torch.randn(8)
+    inputs = [t.double().requires_grad_() for t in (x, offset, mask, weight, bias)]
+    upstream = torch.randn(2, 8, ho, wo, generator=g).double()
+    ours = modulated_deform_conv2d(*inputs, stride=stride)
+    theirs = deform_conv2d(inputs[0], inputs[1], inputs[3], inputs[4], stride=stride, padding=1, mask=inputs[2])
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-10)
+    for a, b in zip(torch.autograd.grad((ours * upstream).sum(), inputs),
+                    torch.autograd.grad((theirs * upstream).sum(), inputs), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+    assert float(ours.abs().max()) > 1  # not two zero maps
 
 
 def test_block_wiring_with_zero_offsets_and_unit_mask() -> None:
