@@ -94,6 +94,9 @@ class TrainConfig:
     label_smoothing: float = 0.0
     precise_bn: int = 50  # batches used to re-estimate BatchNorm statistics after training; 0 turns it off
     ema: float = 0.0  # decay of an exponential moving average of the weights, which replaces them at the end; 0: off
+    # (parameter-name prefix, multiple of ``lr``) pairs, the first matching prefix wins; parameters that match
+    # none train at ``lr``. E.g. ``(("backbone.", 3.0),)`` gives a randomly initialised detector trunk 3x the head's.
+    lr_scale: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         for value, valid, what in ((self.schedule, SCHEDULES, "schedule"), (self.optimizer, OPTIMIZERS, "optimizer")):
@@ -112,6 +115,12 @@ class TrainConfig:
             raise SecbenchError(f"--warmup is a fraction of the steps in [0, 1), got {self.warmup}")
         if self.step_every < 1 or not 0 < self.step_gamma <= 1:
             raise SecbenchError("the step schedule needs step_every >= 1 epoch and 0 < step_gamma <= 1")
+        if any(scale <= 0 for _, scale in self.lr_scale):
+            raise SecbenchError(f"learning-rate multiples must be positive, got {dict(self.lr_scale)}")
+
+    def lr_multiple(self, name: str) -> float:
+        """The multiple of ``lr`` that the parameter called ``name`` trains at."""
+        return next((scale for prefix, scale in self.lr_scale if name.startswith(prefix)), 1.0)
 
 
 def augment_batch(images: torch.Tensor, ops: Sequence[str], generator: torch.Generator, pad: int = 4) -> torch.Tensor:
@@ -161,9 +170,12 @@ def _lr_factor(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     # Weight decay on norm parameters and biases only hurts small nets; the standard recipe skips them.
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    grouped: dict[tuple[float, float], list[nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            key = (cfg.lr * cfg.lr_multiple(name), cfg.weight_decay if param.ndim > 1 else 0.0)
+            grouped.setdefault(key, []).append(param)
+    groups = [{"params": params, "lr": lr, "weight_decay": decay} for (lr, decay), params in grouped.items()]
     if cfg.optimizer == "adam":
         return torch.optim.Adam(groups, lr=cfg.lr)
     if cfg.optimizer == "adamw":  # decoupled weight decay: Mobile-Former's and CSWin's optimiser
@@ -272,7 +284,8 @@ def fit(
     optimizer = make_optimizer(model, cfg)
     steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
     total_steps = cfg.epochs * steps_per_epoch
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(cfg, steps_per_epoch))
+    lr_factor = _lr_factor(cfg, steps_per_epoch)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     average = _WeightAverage(model, cfg.ema) if cfg.ema else None
     scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and not torch.cuda.is_bf16_supported())
     history: dict[str, list[float]] = {"loss": [], "acc": [], "lr": [], "epoch_s": []}
@@ -317,7 +330,7 @@ def fit(
                 bar.advance(1, epoch=epoch + 1, loss=loss_value)
             history["loss"].append(loss_sum / seen)
             history["acc"].append(correct.item() / seen if classify else float("nan"))
-            history["lr"].append(optimizer.param_groups[0]["lr"])
+            history["lr"].append(cfg.lr * lr_factor(scheduler.last_epoch))  # at ``cfg.lr``, whatever lr_scale says
             history["epoch_s"].append(time.perf_counter() - start)
     if average is not None:
         average.copy_to(model)

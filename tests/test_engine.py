@@ -49,6 +49,27 @@ def test_training_learns_the_toy_task(optimizer, lr):
     assert accuracy(model, _toy_data(seed=1), device=CPU) > 0.9
 
 
+def test_lr_scale_multiplies_the_step_of_matching_parameters_only():
+    def first_step(lr_scale) -> tuple[dict[str, torch.Tensor], list[float]]:
+        torch.manual_seed(0)
+        model = _toy_model()
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        cfg = TrainConfig(epochs=1, batch_size=256, lr=0.05, momentum=0.0, weight_decay=0.0, schedule="constant",
+                          augment=(), precise_bn=0, lr_scale=lr_scale)
+        history = fit(model, _toy_data(), cfg, generator=seed_everything(0), device=CPU)
+        return {k: v - before[k] for k, v in model.state_dict().items()}, history["lr"]
+
+    plain, plain_lr = first_step(())
+    scaled, scaled_lr = first_step((("0.", 3.0), ("0.bias", 0.5)))  # the first matching prefix wins
+    torch.testing.assert_close(scaled["0.weight"], 3 * plain["0.weight"])
+    torch.testing.assert_close(scaled["0.bias"], 3 * plain["0.bias"])
+    torch.testing.assert_close(scaled["4.weight"], plain["4.weight"])
+    assert float(plain["0.weight"].abs().max()) > 1e-4
+    assert plain_lr == scaled_lr == [0.05]  # the history keeps the base rate
+    with pytest.raises(SecbenchError, match="positive"):
+        TrainConfig(lr_scale=(("0.", 0.0),))
+
+
 def test_flip_and_crop_are_per_sample_and_exact():
     x = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).reshape(2, 1, 4, 4)
     g = torch.Generator().manual_seed(0)

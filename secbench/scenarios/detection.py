@@ -65,6 +65,7 @@ class DetectionConfig:
     epochs: int = option(4, "training epochs (paper 12, the 1x schedule)")
     batch_size: int = option(16, "images per batch (paper 16)")
     lr: float = option(0.01, "SGD's peak learning rate (paper 0.01 at batch 16)")
+    trunk_lr: float = option(1.0, "learning rate of the backbone and FPN as a multiple of --lr (paper: 1, one rate)")
     weight_decay: float = option(1e-4, "SGD weight decay (paper 1e-4)")
     warmup: float = option(0.1, "fraction of the steps the lr warms up over (paper: 500 of ~90k iterations)")
     flip: bool = option(True, "random horizontal flips with their boxes during training")
@@ -80,6 +81,8 @@ class DetectionConfig:
             raise SecbenchError("--dyhead-blocks, --epochs, --batch-size, --n-corrupt and --img-size must be positive")
         if self.channels < 16 or self.channels % 16:
             raise SecbenchError(f"--channels must be a positive multiple of 16 (DyHead's GroupNorm), got {self.channels}")
+        if self.trunk_lr <= 0:
+            raise SecbenchError(f"--trunk-lr is a positive multiple of --lr, got {self.trunk_lr}")
         if self.anchor_scale <= 0:
             raise SecbenchError(f"--anchor-scale must be positive, got {self.anchor_scale}")
         if not 0 < self.warmup < 1:
@@ -98,10 +101,11 @@ class DetectionConfig:
 
     def recipe(self) -> TrainConfig:
         """SGD with momentum 0.9, linear warm-up then linear decay; no image-level augmentation (boxes would not
-        follow it: the flip runs in the batch hook)."""
+        follow it: the flip runs in the batch hook). ``trunk_lr`` scales the backbone's and FPN's rate."""
+        trunk = (("backbone.", self.trunk_lr), ("fpn.", self.trunk_lr)) if self.trunk_lr != 1 else ()
         return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, optimizer="sgd",
                            momentum=0.9, weight_decay=self.weight_decay, schedule="triangle", warmup=self.warmup,
-                           augment=(), precise_bn=self.precise_bn)
+                           augment=(), precise_bn=self.precise_bn, lr_scale=trunk)
 
     def detector(self, num_classes: int) -> ATSS:
         (head,), (backbone,) = self.heads(), self.backbones()
