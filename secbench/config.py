@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from typing import Any
 
 from secbench.errors import SecbenchError, UnknownNameError
@@ -30,10 +31,30 @@ def resolve(config_cls: type, presets: dict[str, dict[str, Any]], preset: str, o
     values = {f.name: f.default for f in dataclasses.fields(config_cls)}
     values.update(presets.get(preset, {}))
     values.update({k: v for k, v in overrides.items() if v is not None})
+    for field in dataclasses.fields(config_cls):
+        check_number(option_flag(field.name), values.get(field.name), **field.metadata.get("bounds", {}))
     try:
         return dataclasses.asdict(config_cls(**values))
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise SecbenchError(f"invalid configuration: {exc}") from exc
+
+
+# No option counts or sizes anything near this; a larger value is a typo (or a fuzzer), not a request.
+LARGEST = 2**31 - 1
+
+
+def check_number(flag: str, value: Any, *, low: float = 0, high: float | None = None, positive: bool = False) -> None:
+    """Reject a numeric option outside ``[low, high]`` (``positive``: above 0), NaN, infinite or huge, naming
+    ``flag``; every numeric option is non-negative unless it says otherwise. Non-numbers pass through."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if not math.isfinite(value) or abs(value) > LARGEST:
+        raise SecbenchError(f"{flag} must be a finite number of at most {LARGEST:,}, got {value}")
+    if positive and value <= 0:
+        raise SecbenchError(f"{flag} must be above 0, got {value}")
+    if value < low or (high is not None and value > high):
+        allowed = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise SecbenchError(f"{flag} must be {allowed}, got {value}")
 
 
 def config_hash(payload: dict[str, Any]) -> str:
@@ -47,6 +68,7 @@ def option_flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def option(default: Any, help: str) -> Any:
-    """A scenario config field with the help text ``secbench run SCENARIO --help`` shows for it."""
-    return dataclasses.field(default=default, metadata={"help": help})
+def option(default: Any, help: str, **bounds: Any) -> Any:
+    """A scenario config field with the help text ``secbench run SCENARIO --help`` shows for it; a numeric one
+    may narrow its range with ``low``, ``high`` and ``positive`` (see :func:`check_number`)."""
+    return dataclasses.field(default=default, metadata={"help": help, "bounds": bounds})

@@ -107,7 +107,7 @@ def test_interrupted_run_leaves_nothing_and_reruns(tmp_path: Path, monkeypatch):
 
 
 def test_diverged_run_is_recorded_as_failed(tmp_path: Path):
-    result = CliRunner().invoke(cli, [*SMOKE, "--lr", "1e30", "--out", str(tmp_path)])
+    result = CliRunner().invoke(cli, [*SMOKE, "--lr", "1e9", "--out", str(tmp_path)])
     assert result.exit_code == 1
     (rec,) = records(tmp_path)
     assert rec["status"] == "failed" and "loss became" in rec["reason"] and rec["metrics"] == {}
@@ -122,7 +122,7 @@ def test_diverged_run_is_recorded_as_failed(tmp_path: Path):
         ([*SMOKE[:-4], "--model", "cnn-x", "--preset", "smoke"], "unknown model 'cnn-x'"),
         (["run", "clean", "--preset", "fast"], "unknown preset 'fast'"),
         (["run", "clean", "--seeds", "0,a"], "--seeds takes comma-separated integers"),
-        (["run", "clean", "--epochs", "0"], "must be positive"),
+        (["run", "clean", "--epochs", "0"], "--epochs must be at least 1"),
         (["run", "clean", "--schedule", "linear"], "unknown schedule 'linear'"),
         (["run", "clean", "--epoch", "3"], "No such option"),
         (["run", "clean", "--dataset", "cifar10", "--preset", "smoke"], "cifar10 not found"),

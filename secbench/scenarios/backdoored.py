@@ -59,7 +59,7 @@ class BackdoorConfig(VictimConfig):
     dataset: str = option("shapes", DATASET_HELP)
     # 8 epochs on shapes: after the shared recipe's 3, poisoned victims were far from converged (BadNets
     # 6.8 points of clean accuracy below the clean model), after 8 within a point (README, results)
-    train_images: int = option(80_000, "training budget in images seen, used when --epochs is not given")
+    train_images: int = option(80_000, "training budget in images seen, used when --epochs is not given", low=1)
     attack: str = option("badnets", "a backdoor attack (badnets | blended | sig | wanet | poison-ink), a comma list, or all")
     poison_rate: float = option(0.1, "fraction of the eligible training images poisoned: those not of the "
                                      "target class (all-to-one), all (all-to-all), the target class (clean-label)")
@@ -73,16 +73,16 @@ class BackdoorConfig(VictimConfig):
                                          "clean victim, which a training-controlled attacker may do)")
     train_augment: str = option("", "extra victim augmentations, each one more training run: flip, crop, rotate, "
                                     "resize, jpeg, blur, noise, color, a comma list, or all")
-    trigger_steps: int = option(1500, "updates of a learned trigger's networks (poison-ink's injection network)")
+    trigger_steps: int = option(1500, "updates of a learned trigger's networks (poison-ink's injection network)", low=1)
     trigger_residual: str = option("free", "poison-ink's injection output: free (the official sigmoid image) | "
                                            "bounded (PSNR >= --trigger-min-psnr by construction)")
-    trigger_min_psnr: float = option(36.0, "with --trigger-residual bounded: the PSNR every poisoned image keeps (dB)")
+    trigger_min_psnr: float = option(36.0, "with --trigger-residual bounded: the PSNR every poisoned image keeps (dB)", positive=True)
     trigger_extractor_output: str = option("relu", "poison-ink's guidance extractor's last activation: relu (official) "
                                                    "| linear")
-    trigger_lr: float = option(2e-4, "poison-ink: Adam learning rate of its networks (official 2e-4)")
+    trigger_lr: float = option(2e-4, "poison-ink: Adam learning rate of its networks (official 2e-4)", positive=True)
     trigger_fidelity_start: float = option(0.05, "poison-ink: weight of the injection MSE at the start (ramped "
-                                                 "geometrically; official 1 throughout)")
-    trigger_fidelity_end: float = option(30.0, "poison-ink: ... and at the end")
+                                                 "geometrically; official 1 throughout)", positive=True)
+    trigger_fidelity_end: float = option(30.0, "poison-ink: ... and at the end", positive=True)
     blank_trigger_ratio: float = option(0.0, "poison-ink: covers rendered by the injection network with a blank "
                                              "trigger, true labels kept, per poisoned image (a noise mode; 0: the paper)")
     defense: str = option("", "backdoor defenses applied to the backdoored model (neural-cleanse, strip, "
@@ -90,7 +90,7 @@ class BackdoorConfig(VictimConfig):
                               "or all; empty: measure the attack alone")
     defense_data: float = option(0.05, "the defender's clean data, a fraction of the training set (every defense)")
     defense_epochs: int = option(10, "fine-tuning epochs on the clean data (unlearning, fine-pruning)")
-    defense_lr: float = option(0.01, "peak learning rate of that fine-tuning")
+    defense_lr: float = option(0.01, "peak learning rate of that fine-tuning", positive=True)
     nc_steps: int = option(300, "neural-cleanse: optimisation steps per label (batch 32)")
     sequential: bool = option(False, "neural-cleanse: optimise one label after the other (the original loop) "
                                      "instead of all labels in one batched run")
@@ -99,14 +99,14 @@ class BackdoorConfig(VictimConfig):
                                               "excites most)")
     strip_n: int = option(20, "strip: clean images superimposed on each input")
     ss_poison_rate: float = option(0.0, "spectral-signatures: the poison rate the defender assumes, an upper "
-                                        "bound (1.5x it is removed per class); 0: the attack's --poison-rate")
+                                        "bound (1.5x it is removed per class); 0: the attack's --poison-rate", high=1)
     prune_drop: float = option(0.1, "fine-pruning: prune while clean accuracy on the defender's data stays "
-                                    "within this relative drop")
+                                    "within this relative drop", high=1)
     nad_teacher_epochs: int = option(10, "nad: epochs of the teacher's fine-tuning on the clean data")
-    nad_teacher_lr: float = option(0.1, "nad: peak learning rate of the teacher's fine-tuning")
+    nad_teacher_lr: float = option(0.1, "nad: peak learning rate of the teacher's fine-tuning", positive=True)
     nad_epochs: int = option(20, "nad: epochs of attention distillation into the backdoored model")
     # quick 0.01: cnn-s's student diverged at 0.1, 0.05 and 0.02 (its attention loss grew from 0.5 to 10-40)
-    nad_lr: float = option(0.01, "nad: peak learning rate of the distillation")
+    nad_lr: float = option(0.01, "nad: peak learning rate of the distillation", positive=True)
     anp_iterations: int = option(300, "anp: mask-optimisation iterations (batches of 128 clean images)")
 
     def __post_init__(self) -> None:

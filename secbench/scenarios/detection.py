@@ -57,14 +57,14 @@ class DetectionConfig:
     backbone: str = option("resnet18", "zoo backbone(s): resnet18, micronet-m0..m3, mobile-former-26m..508m; "
                                        "comma-separated for one run each")
     dyhead_blocks: int = option(2, "DyHead blocks (paper 6)")
-    channels: int = option(64, "FPN and head width, a multiple of 16 (paper 256)")
+    channels: int = option(64, "FPN and head width, a multiple of 16 (paper 256)", low=16, high=1024)
     anchor_scale: float = option(8.0, "anchor side in strides, one square anchor per location (ATSS 8)")
-    img_size: int = option(128, "image side in pixels (COCO folders are resized to it)")
-    n_train: int | None = option(2000, "training images (None: all)")
-    n_test: int | None = option(300, "test images (None: all)")
+    img_size: int = option(128, "image side in pixels (COCO folders are resized to it)", low=32, high=2048)
+    n_train: int | None = option(2000, "training images (None: all)", low=1)
+    n_test: int | None = option(300, "test images (None: all)", low=1)
     epochs: int = option(4, "training epochs (paper 12, the 1x schedule)")
     batch_size: int = option(16, "images per batch (paper 16)")
-    lr: float = option(0.01, "SGD's peak learning rate (paper 0.01 at batch 16)")
+    lr: float = option(0.01, "SGD's peak learning rate (paper 0.01 at batch 16)", positive=True)
     trunk_lr: float = option(1.0, "learning rate of the backbone and FPN as a multiple of --lr (paper: 1, one rate)")
     weight_decay: float = option(1e-4, "SGD weight decay (paper 1e-4)")
     warmup: float = option(0.1, "fraction of the steps the lr warms up over (paper: 500 of ~90k iterations)")
@@ -72,7 +72,7 @@ class DetectionConfig:
     precise_bn: int = option(20, "batches that re-estimate the backbone's BatchNorm statistics after training")
     corruptions: bool = option(True, "AP under every corruption at 5 severities (boxes follow the pixels)")
     n_corrupt: int = option(100, "test images per corruption and severity")
-    score_threshold: float = option(0.05, "detections below this class probability are dropped (ATSS 0.05)")
+    score_threshold: float = option(0.05, "detections below this class probability are dropped (ATSS 0.05)", high=1)
 
     def __post_init__(self) -> None:
         self.heads()

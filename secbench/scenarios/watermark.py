@@ -73,7 +73,7 @@ class WatermarkConfig:
                                        "papers' rule)")
     noise_sigma: float = option(0.1, "denoise task: std of the Gaussian noise, on the 0-1 scale")
     data_seed: int = option(0, "seed of the data split and degradations; fixed while training seeds vary")
-    patch_size: int = option(32, "side of the square image patches (a multiple of 16)")
+    patch_size: int = option(32, "side of the square image patches (a multiple of 16)", low=16, high=1024)
     n_owner: int = option(1000, "the owner's training images (M, H, R and its stage-2 surrogate)")
     n_attacker: int = option(1000, "the thief's query images (disjoint from the owner's)")
     n_test: int = option(200, "test images, from photos neither side trained on")
