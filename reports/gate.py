@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+import reprlib
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ _COMPARE: dict[str, Callable[[float, bool], bool]] = {
 }
 OPS = tuple(_COMPARE)
 CLAIM_KEYS = ("metric", "op", "value", "min_runs", "tol", "name", "id", "versus")
+MAX_CLAIMS_BYTES = 2**20
 _SCALARS = (str, int, float, bool, type(None))
 _BARE_GREATER = re.compile(r"\bop:\s*>")
 
@@ -80,9 +82,13 @@ class ClaimResult:
 def load_claims(path: str | Path) -> list[Claim]:
     """The claims in a YAML file; any problem raises a one-line SecbenchError naming the claim."""
     try:
+        if Path(path).stat().st_size > MAX_CLAIMS_BYTES:
+            raise SecbenchError(f"{path} is larger than {MAX_CLAIMS_BYTES // 2**20} MiB; a claims file is a short list")
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise SecbenchError(f"cannot read claims file {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise SecbenchError(f"{path} is not UTF-8 text (byte {exc.start}); save the claims file as UTF-8 YAML") from exc
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -180,30 +186,30 @@ def _parse_claim(raw: Any, where: str) -> Claim:
         )
     name = raw.get("name", raw.get("id"))
     if name is not None:
-        where = f"{where} ({name})"
+        where = f"{where} ({_brief(name) if not isinstance(name, str) else name[:80]})"
     missing = [key for key in ("metric", "op", "value") if raw.get(key) is None]
     if missing:
         raise SecbenchError(f"{where}: missing {', '.join(missing)}")
     for key in raw:
         if key not in CLAIM_KEYS and key not in IDENTITY_FIELDS:
             raise SecbenchError(
-                f"{where}: {UnknownNameError('key', str(key), (*CLAIM_KEYS, *IDENTITY_FIELDS))}"
+                f"{where}: {UnknownNameError('key', str(key)[:80], (*CLAIM_KEYS, *IDENTITY_FIELDS))}"
             )
     if not isinstance(raw["metric"], str):
-        raise SecbenchError(f"{where}: metric must be a name, got {raw['metric']!r}")
+        raise SecbenchError(f"{where}: metric must be a name, got {_brief(raw['metric'])}")
     op = raw["op"]
     if op not in _COMPARE:
         hint = "; quote it in YAML, e.g. op: '>'" if op == "" else ""  # a bare `op: >` parses as ""
-        raise SecbenchError(f"{where}: unknown op {op!r}; valid: {', '.join(OPS)}{hint}")
+        raise SecbenchError(f"{where}: unknown op {_brief(op)}; valid: {', '.join(OPS)}{hint}")
     selectors = {key: raw[key] for key in IDENTITY_FIELDS if key in raw}
     for key, wanted in selectors.items():
         if not all(isinstance(v, _SCALARS) for v in (wanted if isinstance(wanted, list) else [wanted])):
             raise SecbenchError(
-                f"{where}: selector {key} must be a value or a list of values, got {wanted!r}"
+                f"{where}: selector {key} must be a value or a list of values, got {_brief(wanted)}"
             )
     min_runs = raw.get("min_runs", 1)
     if isinstance(min_runs, bool) or not isinstance(min_runs, int) or min_runs < 1:
-        raise SecbenchError(f"{where}: min_runs must be a whole number >= 1, got {min_runs!r}")
+        raise SecbenchError(f"{where}: min_runs must be a whole number >= 1, got {_brief(min_runs)}")
     tol = _number(raw.get("tol", DEFAULT_TOL), f"{where}: tol")
     if tol < 0:
         raise SecbenchError(f"{where}: tol must be >= 0, got {tol:g}")
@@ -211,7 +217,7 @@ def _parse_claim(raw: Any, where: str) -> Claim:
     versus = raw.get("versus", {})
     if "versus" in raw and (not isinstance(versus, dict) or not versus) or any(key not in IDENTITY_FIELDS for key in versus):
         raise SecbenchError(f"{where}: versus must map identity fields ({', '.join(IDENTITY_FIELDS)}) to the "
-                            f"values of the runs compared against, got {versus!r}")
+                            f"values of the runs compared against, got {_brief(versus)}")
     return Claim(raw["metric"], op, value, selectors, min_runs, tol, None if name is None else str(name), versus)
 
 
@@ -222,8 +228,17 @@ def _number(raw: Any, what: str) -> float:
     except ValueError:
         number = math.nan
     if not math.isfinite(number):
-        raise SecbenchError(f"{what} must be a finite number, got {raw!r}")
+        raise SecbenchError(f"{what} must be a finite number, got {_brief(raw)}")
     return number
+
+
+def _brief(value: Any) -> str:
+    """A short repr: a value from a claims file may be huge or an anchor bomb of shared lists."""
+    return _BRIEF.repr(value)
+
+
+_BRIEF = reprlib.Repr()
+_BRIEF.maxlevel, _BRIEF.maxlist, _BRIEF.maxdict, _BRIEF.maxstring, _BRIEF.maxother = 2, 4, 4, 60, 60
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:

@@ -7,6 +7,7 @@ import os
 import sys
 import types
 import typing
+import warnings
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -88,25 +89,41 @@ class _ScenarioGroup(click.Group):
         return _run_command(registry.get("scenario", name).load())
 
 
+INTERNAL_ERROR = 70  # sysexits' EX_SOFTWARE: distinct from a user error (2) and a failed run or claim (1)
+
+
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      file: Any = None, line: str | None = None) -> None:
+    click.echo(f"warning: {message}", err=True)
+
+
 class _Secbench(click.Group):
     """The top-level group: a user error prints one line and exits 2; nothing prints a traceback."""
 
     def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
         os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations phones home on import otherwise
-        try:
-            code = super().main(args, prog_name or "secbench", complete_var, standalone_mode=False, **extra)
-        except click.UsageError as exc:
-            hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
-            click.echo(f"error: {exc.format_message()}{hint}", err=True)
-            sys.exit(2)
-        except SecbenchError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(2)
-        except (click.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
-            click.echo("interrupted: finished runs are saved, the interrupted one left no record", err=True)
-            sys.exit(130)
-        sys.exit(code if isinstance(code, int) else 0)
+        with warnings.catch_warnings():  # restored afterwards: tests call main in-process
+            warnings.showwarning = _one_line_warning
+            try:
+                code = super().main(args, prog_name or "secbench", complete_var, standalone_mode=False, **extra)
+            except click.UsageError as exc:
+                hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
+                click.echo(f"error: {exc.format_message()}{hint}", err=True)
+                sys.exit(2)
+            except SecbenchError as exc:
+                click.echo(f"error: {exc}", err=True)
+                sys.exit(2)
+            except (click.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+                click.echo("interrupted: finished runs are saved, the interrupted one left no record", err=True)
+                sys.exit(130)
+            except Exception as exc:  # a bug, not the user's input: one line and its own code, the traceback on demand
+                if os.environ.get("SECBENCH_TRACEBACK"):
+                    raise
+                click.echo(f"error: internal error {type(exc).__name__}: {' '.join(str(exc).split())[:300]}; this is a "
+                           "secbench bug: please report it with the output of SECBENCH_TRACEBACK=1 secbench ...", err=True)
+                sys.exit(INTERNAL_ERROR)
+            sys.exit(code if isinstance(code, int) else 0)
 
 
 @click.group(cls=_Secbench, context_settings={"help_option_names": ["-h", "--help"]})

@@ -7,6 +7,7 @@ artifact folder behind, and simply runs again next time.
 
 from __future__ import annotations
 
+import errno
 import math
 import resource
 import shutil
@@ -24,6 +25,8 @@ from secbench.engine import seed_everything
 from secbench.errors import SecbenchError, TrainingDiverged
 from secbench.progress import NullProgress, Progress
 from secbench.scenarios.base import RunContext, Scenario
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,10 @@ def execute(scenario: Scenario, spec: RunSpec, out_dir: Path, *, device: torch.d
         shutil.rmtree(partial, ignore_errors=True)
         raise
     except Exception as exc:  # a crash is recorded, never lost; the CLI prints the one-line reason
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL:  # the machine's fault, not the run's: retry later
+            shutil.rmtree(partial, ignore_errors=True)
+            raise SecbenchError(f"disk full while run {spec.run_id} wrote to {out_dir} ({exc.strerror}); free space "
+                                "and rerun (nothing was recorded)") from exc
         status, reason = "failed", f"{type(exc).__name__}: {exc}"
     except BaseException:  # interrupted: leave nothing half-done behind
         shutil.rmtree(partial, ignore_errors=True)
