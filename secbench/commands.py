@@ -11,7 +11,7 @@ from rich.table import Table
 from secbench import registry
 from secbench.config import PRESETS, resolve
 from secbench.console import stdout_console
-from secbench.errors import UnknownNameError
+from secbench.errors import SecbenchError, UnknownNameError
 
 KIND_NAMES = {"scenarios": "scenario", "attacks": "attack", "defenses": "defense", "models": "model",
               "datasets": "dataset", "pointclouds": "pointcloud", "segmenters": "segmenter",
@@ -32,6 +32,9 @@ def run_scenario(scenario_cls: type, *, preset: str, seeds: list[int], device: s
     cfg = resolve(scenario_cls.Config, scenario_cls.presets, preset, overrides)
     cfg["device"] = dev.type
     specs = [RunSpec(scenario.name, scenario.version, preset, seed, c) for c in scenario.grid(cfg) for seed in seeds]
+    if not specs:
+        raise SecbenchError("these options expand to no runs: a comma list option (such as --attack, --method or "
+                            "--model) is empty; name at least one")
     finished: list[tuple[dict[str, Any], bool]] = []
     with RichProgress(errors) as progress, progress.task(f"{scenario.name} ({preset})", total=len(specs)) as bar:
         for spec in specs:
@@ -98,7 +101,6 @@ def print_model_cards(input_size: int, num_classes: int, fmt: str, names: list[s
     markdown or CSV."""
     import pandas as pd
 
-    from secbench.errors import SecbenchError
     from secbench.zoo import card_rows, recipe_rows
 
     if input_size < 16 or num_classes < 1:

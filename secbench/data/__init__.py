@@ -19,18 +19,22 @@ from __future__ import annotations
 
 from secbench import registry
 from secbench.data import detection, digits, local, patches, point_local, scenes, shapes  # noqa: F401 (self-registering)
-from secbench.data.base import DataSplits, ImageSet, channel_stats, data_root, make_splits, subsample
-from secbench.errors import SecbenchError
+from secbench.data.base import (
+    DataSplits,
+    ImageSet,
+    channel_stats,
+    check_spec,
+    data_root,
+    make_splits,
+    subsample,
+)
 
-__all__ = ["DataSplits", "ImageSet", "channel_stats", "data_root", "load_dataset", "make_splits", "subsample"]
+__all__ = ["DataSplits", "ImageSet", "channel_stats", "check_spec", "data_root", "load_dataset", "make_splits",
+           "subsample"]
 
 
 def load_dataset(spec: str, **kwargs: object) -> DataSplits:
     """Build the dataset ``spec`` (a registered name, or ``imagefolder:PATH``) with ``kwargs``
     (``seed``, ``n_train``, ``n_test``, dataset options; None values are ignored)."""
-    kind, sep, path = spec.partition(":")
-    if sep and kind == "imagefolder":
-        if not path:
-            raise SecbenchError("imagefolder: needs a folder, as in imagefolder:PATH")
-        return registry.create("dataset", "imagefolder", path=path, **kwargs)
-    return registry.create("dataset", spec, **kwargs)
+    name, folder = check_spec(spec)
+    return registry.create("dataset", name, **folder, **kwargs)

@@ -17,6 +17,7 @@ from typing import Self
 import numpy as np
 import torch
 
+from secbench import registry
 from secbench.errors import SecbenchError
 
 
@@ -150,3 +151,16 @@ def fixed_split(data: ImageSet) -> tuple[ImageSet, ImageSet]:
 def data_root() -> Path:
     """Where local datasets live: ``$SECBENCH_DATA``, else ``~/.secbench/data``."""
     return Path(os.environ.get("SECBENCH_DATA", Path.home() / ".secbench" / "data")).expanduser()
+
+
+def check_spec(spec: str, kind: str = "dataset", folder: str | None = "imagefolder") -> tuple[str, dict[str, str]]:
+    """The registry name and folder option of a dataset ``spec``: a name registered under ``kind``, or
+    ``FOLDER:PATH`` (a local folder, read when the dataset loads; ``folder=None``: names only). A config calls it to reject a bad name
+    before anything runs; an unknown name raises with the closest match."""
+    name, sep, path = spec.partition(":")
+    if sep and folder is not None and name == folder:
+        if not path:
+            raise SecbenchError(f"{folder}: needs a folder, as in {folder}:PATH")
+        return folder, {"path": path}
+    registry.get(kind, spec)
+    return spec, {}

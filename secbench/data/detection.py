@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from secbench.data.base import DataSplits, ImageSet
+from secbench.data.base import DataSplits, ImageSet, check_spec
 from secbench.data.local import _malformed, _root
 from secbench.data.patches import dataset_size, random_crops
 from secbench.data.shapes import CONTRAST, MIN_COLOUR_DISTANCE, SHAPES, _backgrounds, _geometry
@@ -351,9 +351,5 @@ def coco(*, path: str | None = None, seed: int = 0, n_train: int | None = None, 
 
 def load_detection(spec: str, **kwargs: object) -> DetectionSplits:
     """Build the detection dataset ``spec``: a registered name (``objects``), or ``coco:PATH``."""
-    kind, sep, path = spec.partition(":")
-    if sep and kind == "coco":
-        if not path:
-            raise SecbenchError("coco: needs a folder, as in coco:PATH")
-        return create("detection-dataset", "coco", path=path, **kwargs)
-    return create("detection-dataset", spec, **kwargs)
+    name, folder = check_spec(spec, "detection-dataset", "coco")
+    return create("detection-dataset", name, **folder, **kwargs)

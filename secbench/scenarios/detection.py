@@ -27,6 +27,7 @@ import torch
 
 from attacks.corruptions import DETECTION_CORRUPTIONS, SEVERITIES, corrupt_with_boxes
 from secbench.config import option
+from secbench.data import check_spec
 from secbench.data.detection import DetectionSet, DetectionSplits, flip_boxes, load_detection
 from secbench.engine import TrainConfig, fit
 from secbench.errors import SecbenchError, UnknownNameError
@@ -75,6 +76,7 @@ class DetectionConfig:
     score_threshold: float = option(0.05, "detections below this class probability are dropped (ATSS 0.05)", high=1)
 
     def __post_init__(self) -> None:
+        check_spec(self.dataset, "detection-dataset", "coco")
         self.heads()
         self.backbones()
         if min(self.dyhead_blocks, self.epochs, self.batch_size, self.n_corrupt, self.img_size) < 1:

@@ -33,7 +33,7 @@ from torch import nn
 
 from secbench import checkpoint
 from secbench.config import config_hash, option
-from secbench.data import DataSplits, ImageSet, load_dataset, make_splits
+from secbench.data import DataSplits, ImageSet, check_spec, load_dataset, make_splits
 from secbench.engine import TrainConfig, accuracy
 from secbench.errors import SecbenchError, UnknownNameError
 from secbench.fewlabel.clustering import clustering_scores, kmeans
@@ -102,6 +102,9 @@ class TransferConfig:
     tsne_points: int = option(1000, "target images in the t-SNE figure (a random subset)")
 
     def __post_init__(self) -> None:
+        check_spec(self.source)
+        check_spec(self.target)
+        get("model", self.model)
         self.pretrainings()
         self.strategies()
         self.ks()

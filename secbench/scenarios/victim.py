@@ -12,9 +12,9 @@ from typing import Any
 
 from torch import nn
 
-from secbench import checkpoint
+from secbench import checkpoint, registry
 from secbench.config import config_hash, option
-from secbench.data import DataSplits, load_dataset
+from secbench.data import DataSplits, check_spec, load_dataset
 from secbench.engine import TrainConfig, fit
 from secbench.models.recipe import RECIPE_FIELDS, recipe_for
 from secbench.registry import create_model
@@ -61,7 +61,12 @@ class VictimConfig:
                            label_smoothing=self.label_smoothing, precise_bn=self.precise_bn)
 
     def __post_init__(self) -> None:
-        if "," in self.model or self.model == "all":
+        check_spec(self.dataset)
+        models = self.model.split(",")
+        if self.model != "all":
+            for name in models:
+                registry.get("model", name.strip())
+        if len(models) > 1 or self.model == "all":
             return  # a scenario's grid of models: each run's config takes its own model's recipe
         unset = [name for name in RECIPE_FIELDS if getattr(self, name) is None]
         if unset:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -27,7 +28,7 @@ from defenses.watermark.methods import hex_colour, least_confusable_key
 from defenses.watermark.owner import OwnerRecipe, Protection, Reading, protect, quantize
 from secbench import checkpoint
 from secbench.config import option
-from secbench.data import load_dataset
+from secbench.data import check_spec, load_dataset
 from secbench.errors import SecbenchError, UnknownNameError
 from secbench.hiding import EXTRACTOR_OUTPUTS, RESIDUALS, TARGETS
 from secbench.imageops import add_gaussian_noise, add_rain, edge_mask, to_uint8
@@ -97,6 +98,9 @@ class WatermarkConfig:
     prune_amount: float = option(0.5, "prune attack: fraction of convolution weights zeroed")
 
     def __post_init__(self) -> None:
+        check_spec(self.dataset)
+        if self.watermark and not Path(self.watermark).is_file():
+            raise SecbenchError(f"--watermark {self.watermark}: no such file; give a PNG or JPEG (or leave it out)")
         if self.task not in TASKS:
             raise UnknownNameError("task", self.task, TASKS)
         for name in self.methods():
