@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +28,13 @@ def run_scenario(scenario_cls: type, *, preset: str, seeds: list[int], device: s
 
     console = console or stdout_console()
     errors = Console(stderr=True)
+    _check_writable(out_dir)
     dev = select_device(device)
     scenario = scenario_cls()
     cfg = resolve(scenario_cls.Config, scenario_cls.presets, preset, overrides)
     cfg["device"] = dev.type
     specs = [RunSpec(scenario.name, scenario.version, preset, seed, c) for c in scenario.grid(cfg) for seed in seeds]
+    specs = list({spec.config_hash: spec for spec in specs}.values())  # a list naming an item twice runs it once
     if not specs:
         raise SecbenchError("these options expand to no runs: a comma list option (such as --attack, --method or "
                             "--model) is empty; name at least one")
@@ -45,6 +48,16 @@ def run_scenario(scenario_cls: type, *, preset: str, seeds: list[int], device: s
             bar.advance(1)
     console.print(_runs_table(finished, out_dir, scenario.headline))
     return sum(r["status"] != "ok" for r, _ in finished)
+
+
+def _check_writable(out_dir: Path) -> None:
+    """Fail before any work when ``--out`` cannot take results (not creatable, read-only, not permitted)."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out_dir).close()
+    except OSError as exc:
+        raise SecbenchError(f"--out {out_dir}: cannot write results there ({exc.strerror}); choose a folder you "
+                            "can write to") from exc
 
 
 def _runs_table(finished: list[tuple[dict[str, Any], bool]], out_dir: Path, headline: tuple[str, ...]) -> Table:

@@ -298,7 +298,7 @@ def _read_coco_json(path: Path, image_dir: Path, img_size: int, categories: list
         try:
             with Image.open(image_dir / entry["file_name"]) as im:
                 pixels[n] = np.asarray(im.convert("RGB").resize((img_size, img_size), Image.Resampling.BILINEAR))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
             raise _malformed(image_dir / entry["file_name"], exc) from None
         sx, sy = img_size / entry["width"], img_size / entry["height"]
         factors.append((sx + sy) / 2)

@@ -264,7 +264,7 @@ def _decode(items: Sequence[tuple[Image.Image, int]], img_size: int, where: Path
         for i in range(len(items)):
             image, labels[i] = items[i]
             images[i] = ImageOps.fit(image.convert("RGB"), (img_size, img_size), Image.Resampling.BILINEAR)
-    except (OSError, ValueError) as exc:  # PIL names the file it could not decode
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:  # PIL names the file it could not decode
         raise _malformed(where, exc) from None
     return ImageSet(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels))
 
@@ -358,4 +358,7 @@ def imagefolder(
     classes are the sorted folder names. ``seed`` only picks stratified subsets.
     """
     _check_img_size(img_size)
-    return _finish("imagefolder", _read_imagefolder(path, img_size), seed, n_train, n_test)
+    found = _read_imagefolder(path, img_size)
+    if len(found.classes) < 2:
+        raise _malformed(Path(path), f"it has one class folder ({found.classes[0]}); a classifier needs two or more")
+    return _finish("imagefolder", found, seed, n_train, n_test)

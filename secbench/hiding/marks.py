@@ -145,8 +145,8 @@ def logo(size: int, path: str | Path | None = None) -> torch.Tensor:
         try:
             with Image.open(path) as image:
                 picture = image.convert("RGB").resize((size, size), Image.Resampling.LANCZOS)
-        except (OSError, UnidentifiedImageError) as exc:
-            raise SecbenchError(f"--watermark {path}: not a readable image ({exc})") from exc
+        except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
+            raise SecbenchError(f"--watermark {path}: not a readable image ({' '.join(str(exc).split())[:200]})") from exc
     else:
         scale = 8  # drawn large, then downsampled: anti-aliased at any size
         big = size * scale

@@ -14,6 +14,7 @@ recipe, seed) and cached; every further attack costs one surrogate training.
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -27,7 +28,7 @@ from attacks.surrogate import CONTENT_LOSSES, build_surrogate, image_train_confi
 from defenses.watermark.methods import hex_colour, least_confusable_key
 from defenses.watermark.owner import OwnerRecipe, Protection, Reading, protect, quantize
 from secbench import checkpoint
-from secbench.config import option
+from secbench.config import LARGEST, check_number, option
 from secbench.data import check_spec, load_dataset
 from secbench.errors import SecbenchError, UnknownNameError
 from secbench.hiding import EXTRACTOR_OUTPUTS, RESIDUALS, TARGETS
@@ -35,7 +36,7 @@ from secbench.imageops import add_gaussian_noise, add_rain, edge_mask, to_uint8
 from secbench.metrics import auroc, psnr, ssim
 from secbench.models.imaging import IMAGE_MODELS, UNet
 from secbench.plots import image_rows
-from secbench.registry import create, register
+from secbench.registry import create, get, register
 from secbench.scenarios.base import Outcome, RunContext, Scenario
 
 TASKS = ("derain", "denoise")
@@ -176,7 +177,14 @@ class WatermarkConfig:
             except ValueError:
                 raise SecbenchError(f"--attack-options takes name=value pairs like degrees=30,scale=0.5:1, "
                                     f"got {item!r}") from None
+            for number in numbers:
+                check_number(f"--attack-options {name.strip()}", number, low=-LARGEST)
             kwargs[name.strip()] = numbers if len(numbers) > 1 else numbers[0]
+        for attack in self.attacks() if kwargs else ():  # each attack is built with every option
+            params = inspect.signature(get("attack", attack_name(attack)).load()).parameters
+            if not any(p.kind is p.VAR_KEYWORD for p in params.values()) and (unknown := sorted(set(kwargs) - set(params))):
+                raise UnknownNameError(f"--attack-options of attack {attack}:", unknown[0],
+                                       [p for p in params if p != "seed"])
         return kwargs
 
     def owner_recipe(self) -> OwnerRecipe:
@@ -192,6 +200,11 @@ class WatermarkConfig:
     def from_dict(cls, cfg: dict[str, Any]) -> WatermarkConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in cfg.items() if k in names})
+
+
+def attack_name(attack: str) -> str:
+    """The registry name of a watermark ``--attack``: a removal by its name, an augmentation as ``aug-NAME``."""
+    return attack if attack in REMOVALS else f"aug-{attack}"
 
 
 def _names(value: str, valid: tuple[str, ...]) -> list[str]:
@@ -320,7 +333,7 @@ def _steal(cfg: WatermarkConfig, queries: torch.Tensor, answers: torch.Tensor, c
     generator = ctx.stream("thief", attack)
     augmentation = None
     if attack not in REMOVALS:
-        augmentation = create("attack", f"aug-{attack}", seed=ctx.seed, **cfg.attack_kwargs())
+        augmentation = create("attack", attack_name(attack), seed=ctx.seed, **cfg.attack_kwargs())
     surrogate = build_surrogate(cfg.surrogate, cfg.width)
     train_image_model(surrogate, to_uint8(queries), to_uint8(answers), image_train_config(cfg.surrogate_epochs), loss=cfg.loss,
                       generator=generator, device=ctx.device, augmentation=augmentation, progress=ctx.progress,
