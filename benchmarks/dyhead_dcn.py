@@ -85,7 +85,7 @@ def main() -> None:
         results[name] = train_step()
     dyhead.modulated_deform_conv2d = IMPLEMENTATIONS["grid_sample"]
     (loss_a, grads_a), (loss_b, grads_b) = results.values()
-    grad_gap = max(float((a - b).abs().max() / b.abs().max().clamp_min(1e-12)) for a, b in zip(grads_a, grads_b))
+    grad_gap = max(float((a - b).abs().max() / b.abs().max().clamp_min(1e-12)) for a, b in zip(grads_a, grads_b, strict=True))
     print(f"same step: loss {loss_a:.6f} vs {loss_b:.6f}; largest gradient difference {grad_gap:.1e} of its "
           f"tensor's max (float32)")
 

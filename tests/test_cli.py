@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import subprocess
 import sys
@@ -190,3 +191,15 @@ def test_scenario_help_explains_every_option_with_its_quick_default():
     text = " ".join(result.stdout.split())
     assert "in 1/255 units" in text and "[quick: 1,2,4,8]" in text and "[quick: 500]" in text
     assert "--preset" in text and "--seeds" in text
+
+
+def test_disk_full_during_a_run_records_nothing_and_says_so(tmp_path: Path, monkeypatch):
+    def full(self, cfg, ctx):
+        (ctx.artifacts / "model.safetensors").write_bytes(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Clean, "run", full)
+    result = CliRunner().invoke(cli, [*SMOKE, "--out", str(tmp_path)])
+    assert result.exit_code == 2 and result.stderr.strip().startswith("error: disk full"), result.output
+    assert "free space and rerun" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not store.results_path(tmp_path).exists() and [p.name for p in tmp_path.iterdir()] == []

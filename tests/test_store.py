@@ -1,9 +1,12 @@
+import errno
 import json
 import multiprocessing as mp
+import os
 
 import pytest
 
 from secbench import store
+from secbench.errors import SecbenchError
 
 
 def _record(i: int, **extra) -> dict:
@@ -51,3 +54,31 @@ def test_incomplete_record_is_refused(tmp_path):
         store.append(tmp_path, {"run_id": "x"})
     with pytest.raises(ValueError):  # NaN is not JSON: a silent bad number must not be stored
         store.append(tmp_path, _record(3, metrics={"clean_acc": float("nan")}))
+
+
+def test_a_torn_last_line_cannot_swallow_the_next_record(tmp_path):
+    store.append(tmp_path, _record(1))
+    with open(store.results_path(tmp_path), "a") as fh:
+        fh.write('{"schema_version": 1, "run_id": "half')  # no newline: the next append must not continue it
+    store.append(tmp_path, _record(2))
+    with pytest.warns(UserWarning, match=r"skipped line\(s\) 2"):
+        assert [r["run_id"] for r in store.load_records(tmp_path)] == ["r1", "r2"]
+
+
+@pytest.mark.parametrize("written", [0, 100])
+def test_disk_full_during_an_append_leaves_no_partial_record(tmp_path, monkeypatch, written):
+    store.append(tmp_path, _record(1))
+    before = store.results_path(tmp_path).read_bytes()
+    real_write = os.write
+
+    def full(fd, data):
+        real_write(fd, data[:written])  # what a filling disk accepts before it refuses
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store.os, "write", full)
+    with pytest.raises(SecbenchError, match="cannot record run r2 .* No space left on device; free space"):
+        store.append(tmp_path, _record(2))
+    monkeypatch.undo()
+    assert store.results_path(tmp_path).read_bytes() == before
+    store.append(tmp_path, _record(3))
+    assert [r["run_id"] for r in store.load_records(tmp_path)] == ["r1", "r3"]
