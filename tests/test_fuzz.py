@@ -272,7 +272,7 @@ def _folder(tmp_path: Path, layout: dict[str, list[str]]) -> Path:
     [
         ({}, "imagefolder"),
         ({"cats": []}, "imagefolder"),
-        ({"cats": ["png", "png"]}, "one class folder"),
+        ({"cats": ["png", "png"]}, "needs at least 2"),
         ({"cats": ["text"], "dogs": ["text"]}, "imagefolder"),
         ({"cats": ["png", "corrupt-png"], "dogs": ["png", "png"]}, "imagefolder"),
         ({"cats": ["png", "corrupt-jpg"], "dogs": ["png", "png"]}, "imagefolder"),

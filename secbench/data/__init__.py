@@ -28,13 +28,18 @@ from secbench.data.base import (
     make_splits,
     subsample,
 )
+from secbench.errors import SecbenchError
 
 __all__ = ["DataSplits", "ImageSet", "channel_stats", "check_spec", "data_root", "load_dataset", "make_splits",
            "subsample"]
 
 
-def load_dataset(spec: str, **kwargs: object) -> DataSplits:
+def load_dataset(spec: str, *, min_classes: int = 2, **kwargs: object) -> DataSplits:
     """Build the dataset ``spec`` (a registered name, or ``imagefolder:PATH``) with ``kwargs``
-    (``seed``, ``n_train``, ``n_test``, dataset options; None values are ignored)."""
+    (``seed``, ``n_train``, ``n_test``, dataset options; None values are ignored). A classifier needs
+    ``min_classes`` classes; a task that ignores labels (the watermark's photos) asks for 1."""
     name, folder = check_spec(spec)
-    return registry.create("dataset", name, **folder, **kwargs)
+    data = registry.create("dataset", name, **folder, **kwargs)
+    if data.num_classes < min_classes:
+        raise SecbenchError(f"{spec} has {data.num_classes} class (folder); a classifier needs at least {min_classes}")
+    return data

@@ -358,7 +358,4 @@ def imagefolder(
     classes are the sorted folder names. ``seed`` only picks stratified subsets.
     """
     _check_img_size(img_size)
-    found = _read_imagefolder(path, img_size)
-    if len(found.classes) < 2:
-        raise _malformed(Path(path), f"it has one class folder ({found.classes[0]}); a classifier needs two or more")
-    return _finish("imagefolder", found, seed, n_train, n_test)
+    return _finish("imagefolder", _read_imagefolder(path, img_size), seed, n_train, n_test)

@@ -246,7 +246,8 @@ def task_data(cfg: WatermarkConfig) -> TaskData:
     pool = _test_candidates(cfg)
     size = ({"patch_size": cfg.patch_size} if cfg.dataset == "patches"
             else {"img_size": cfg.patch_size} if cfg.dataset.startswith("imagefolder:") else {})
-    splits = load_dataset(cfg.dataset, seed=cfg.data_seed, n_train=cfg.n_owner + cfg.n_attacker, n_test=pool, **size)
+    splits = load_dataset(cfg.dataset, min_classes=1, seed=cfg.data_seed, n_train=cfg.n_owner + cfg.n_attacker,
+                          n_test=pool, **size)
     if splits.img_size != cfg.patch_size or splits.train.images.shape[1] != 3:
         raise SecbenchError(f"{cfg.dataset}: the watermark scenario needs RGB {cfg.patch_size}×{cfg.patch_size} "
                             f"images, got {tuple(splits.train.images.shape[1:])}; pass --patch-size to match")
