@@ -159,6 +159,45 @@ def models(input_size: int, num_classes: int, names: str | None, fmt: str, recip
     print_model_cards(input_size, num_classes, fmt, names.split(",") if names else None, recipes=recipes)
 
 
+@cli.command("suite")
+@click.argument("suite_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--launcher", type=click.Choice(["local", "slurm"]), default="local", show_default=True,
+              help="local: a process pool on this machine; slurm: one submitit job array task per run")
+@click.option("--jobs", type=click.IntRange(1, 1024), default=None, help="local: parallel runs [default: CPU cores]")
+@click.option("--threads", type=click.IntRange(1, 1024), default=None,
+              help="local: torch threads per run [default: cores // jobs, so the pool never oversubscribes]")
+@click.option("--dry-run", is_flag=True, help="Print the expanded runs (id, options, state) and exit.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default="runs", show_default=True)
+@click.option("--partition", default=None, help="slurm: partition")
+@click.option("--time-min", type=click.IntRange(1), default=60, show_default=True, help="slurm: time limit per run")
+@click.option("--gpus", type=click.IntRange(0), default=0, show_default=True, help="slurm: GPUs per run")
+@click.option("--cpus", type=click.IntRange(1), default=2, show_default=True, help="slurm: CPUs per run")
+@click.option("--mem-gb", type=click.IntRange(1), default=8, show_default=True, help="slurm: memory per run")
+@click.option("--array-parallelism", type=click.IntRange(1), default=16, show_default=True,
+              help="slurm: array tasks running at once")
+def suite(suite_file: Path, launcher: str, jobs: int | None, threads: int | None, dry_run: bool, out: Path,
+          partition: str | None, time_min: int, gpus: int, cpus: int, mem_gb: int, array_parallelism: int) -> None:
+    """Run every run of SUITE_FILE (a scenario, options, a grid and seeds) not yet done in --out."""
+    from secbench.commands import run_suite
+
+    slurm = {"partition": partition, "time_min": time_min, "gpus": gpus, "cpus": cpus, "mem_gb": mem_gb,
+             "parallelism": array_parallelism}
+    if run_suite(suite_file, launcher=launcher, jobs=jobs, threads=threads, dry_run=dry_run, out_dir=out, slurm=slurm):
+        sys.exit(1)
+
+
+@cli.command("status")
+@click.argument("results_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--suite", "suite_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The suite whose runs to show (default: every run the folder knows of).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def status(results_dir: Path, suite_file: Path | None, fmt: str) -> None:
+    """Done, failed, running and pending runs in RESULTS_DIR, with failure reasons."""
+    from secbench.commands import print_status
+
+    print_status(results_dir, suite_file, fmt)
+
+
 cli.add_command(report)
 cli.add_command(gate)
 main = cli

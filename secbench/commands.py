@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -13,6 +14,9 @@ from secbench import registry
 from secbench.config import PRESETS, resolve
 from secbench.console import stdout_console
 from secbench.errors import SecbenchError, UnknownNameError
+
+if TYPE_CHECKING:
+    from secbench.runner import RunSpec
 
 KIND_NAMES = {"scenarios": "scenario", "attacks": "attack", "defenses": "defense", "models": "model",
               "datasets": "dataset", "pointclouds": "pointcloud", "segmenters": "segmenter",
@@ -24,20 +28,14 @@ def run_scenario(scenario_cls: type, *, preset: str, seeds: list[int], device: s
     """Resolve, expand and execute every run of one command; print the results table; return the failures."""
     from secbench.engine import select_device
     from secbench.progress import RichProgress
-    from secbench.runner import RunSpec, execute
+    from secbench.runner import execute
 
     console = console or stdout_console()
     errors = Console(stderr=True)
-    _check_writable(out_dir)
+    check_writable(out_dir)
     dev = select_device(device)
     scenario = scenario_cls()
-    cfg = resolve(scenario_cls.Config, scenario_cls.presets, preset, overrides)
-    cfg["device"] = dev.type
-    specs = [RunSpec(scenario.name, scenario.version, preset, seed, c) for c in scenario.grid(cfg) for seed in seeds]
-    specs = list({spec.config_hash: spec for spec in specs}.values())  # a list naming an item twice runs it once
-    if not specs:
-        raise SecbenchError("these options expand to no runs: a comma list option (such as --attack, --method or "
-                            "--model) is empty; name at least one")
+    specs = expand_runs(scenario_cls, preset, seeds, dev.type, overrides)
     finished: list[tuple[dict[str, Any], bool]] = []
     with RichProgress(errors) as progress, progress.task(f"{scenario.name} ({preset})", total=len(specs)) as bar:
         for spec in specs:
@@ -50,7 +48,24 @@ def run_scenario(scenario_cls: type, *, preset: str, seeds: list[int], device: s
     return sum(r["status"] != "ok" for r, _ in finished)
 
 
-def _check_writable(out_dir: Path) -> None:
+def expand_runs(scenario_cls: type, preset: str, seeds: list[int], device_type: str,
+                overrides: dict[str, Any]) -> list[RunSpec]:
+    """The runs one command (or one suite entry) asks for: the resolved config, expanded by the scenario's
+    grid and the seeds; an item named twice is one run, and options that expand to none are an error."""
+    from secbench.runner import RunSpec
+
+    scenario = scenario_cls()
+    cfg = resolve(scenario_cls.Config, scenario_cls.presets, preset, overrides)
+    cfg["device"] = device_type
+    specs = [RunSpec(scenario.name, scenario.version, preset, seed, c) for c in scenario.grid(cfg) for seed in seeds]
+    specs = list({spec.config_hash: spec for spec in specs}.values())
+    if not specs:
+        raise SecbenchError("these options expand to no runs: a comma list option (such as --attack, --method or "
+                            "--model) is empty; name at least one")
+    return specs
+
+
+def check_writable(out_dir: Path) -> None:
     """Fail before any work when ``--out`` cannot take results (not creatable, read-only, not permitted)."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -145,3 +160,98 @@ def _card_cell(column: str, value: Any) -> str:
     if column.endswith("_m"):
         return f"{value:,.3f}"
     return str(value)
+
+
+def run_suite(suite_file: Path, *, launcher: str, jobs: int | None, threads: int | None, dry_run: bool, out_dir: Path,
+              slurm: dict[str, Any], console: Console | None = None) -> int:
+    """``secbench suite``: expand and validate every run, print the plan, and launch the runs not yet done;
+    return the number that failed."""
+    from secbench.engine import select_device
+    from secbench.launch import launch_local, launch_submitit, slurm_executor
+    from secbench.progress import RichProgress
+    from secbench.suite import expand, load_suite, states
+
+    console = console or stdout_console()
+    errors = Console(stderr=True)
+    suite = load_suite(suite_file)
+    device = select_device(suite.device).type
+    specs = expand(suite, device)
+    state = states(specs, out_dir) if out_dir.is_dir() else {spec.run_id: ("pending", "") for spec in specs}
+    if dry_run:
+        console.print(status_table(specs, state, f"{suite_file}: {len(specs)} runs → {out_dir}"))
+        return 0
+    todo = [spec for spec in specs if state[spec.run_id][0] in ("pending", "failed")]
+    errors.print(f"{suite_file}: {len(specs)} runs, {len(specs) - len(todo)} done or running elsewhere, "
+                 f"{len(todo)} to run ({launcher})")
+    if not todo:
+        return 0
+    check_writable(out_dir)
+    outcomes = []
+    with RichProgress(errors) as progress, progress.task(f"suite {suite.scenario}", total=len(todo)) as bar:
+        def done(outcome: tuple[str, str, str]) -> None:
+            run_id, status, reason = outcome
+            if status == "failed":
+                errors.print(f"[red]run {run_id} failed: {reason}[/red]")
+            bar.advance(1)
+
+        if launcher == "local":
+            workers = jobs or max(1, os.cpu_count() or 1)
+            per_run = threads or max(1, (os.cpu_count() or 1) // workers)
+            outcomes = launch_local(todo, out_dir, workers, device, per_run, done)
+        else:
+            executor = slurm_executor(out_dir / "slurm", **slurm)
+            outcomes = launch_submitit(todo, out_dir, device, executor, done)
+    failed = sum(status == "failed" for _, status, _ in outcomes)
+    console.print(f"{len(outcomes) - failed} of {len(outcomes)} runs finished; every record: secbench report {out_dir}")
+    return failed
+
+
+def print_status(out_dir: Path, suite_file: Path | None, fmt: str, console: Console | None = None) -> None:
+    """``secbench status``: each run's state (done, failed, running, pending) with failure reasons, for a
+    suite's runs or, without one, for every run the store or a live worker knows of."""
+    import json
+
+    from secbench import store
+    from secbench.engine import select_device
+    from secbench.runner import RunSpec
+    from secbench.suite import expand, load_suite, running, states
+
+    if not out_dir.is_dir():
+        raise SecbenchError(f"no results folder {out_dir}")
+    if suite_file is not None:
+        suite = load_suite(suite_file)
+        specs = expand(suite, select_device(suite.device).type)
+    else:
+        known = {r["config_hash"]: RunSpec(r["scenario"], r.get("scenario_version", 1), r.get("preset", ""), r["seed"],
+                                           r["config"]) for r in store.load_records(out_dir)}
+        specs = list(known.values())
+    state = states(specs, out_dir)
+    rows = [{"run_id": spec.run_id, "scenario": spec.scenario, "seed": spec.seed, "state": state[spec.run_id][0],
+             "reason": state[spec.run_id][1]} for spec in specs]
+    ids = {spec.run_id for spec in specs}
+    rows += [{"run_id": p.name.removesuffix(".partial"), "scenario": p.name.split("-")[0], "seed": None,
+              "state": "running", "reason": ""}
+             for p in sorted(out_dir.glob("*.partial")) if p.name.removesuffix(".partial") not in ids and running(p)]
+    if fmt == "json":
+        print(json.dumps(rows, indent=2))
+        return
+    (console or stdout_console()).print(status_table(specs, state, f"{out_dir}: {len(rows)} runs", extra=rows[len(specs):]))
+
+
+def status_table(specs: list[RunSpec], state: dict[str, tuple[str, str]], title: str,
+                 extra: list[dict[str, Any]] = ()) -> Table:
+    """One row per run: id, seed, the options that vary across the runs, state and failure reason."""
+    varying = sorted({k for spec in specs for k, v in spec.config.items() if v != specs[0].config.get(k)})
+    table = Table(title=title)
+    for column in ("run", "seed", *varying, "state", "reason"):
+        table.add_column(column, overflow="fold")
+    colour = {"done": "green", "failed": "red", "running": "yellow", "pending": None}
+    for spec in specs:
+        name, reason = state[spec.run_id]
+        table.add_row(spec.run_id, str(spec.seed), *[str(spec.config.get(k)) for k in varying], name, reason,
+                      style=colour[name])
+    for row in extra:
+        table.add_row(row["run_id"], "?", *["?" for _ in varying], "running", "", style="yellow")
+    counts = {name: sum(state[s.run_id][0] == name for s in specs) for name in colour}
+    table.caption = ", ".join(f"{n} {name}" for name, n in counts.items() if n)
+    return table

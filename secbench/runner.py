@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import math
+import os
 import resource
 import shutil
 import time
@@ -50,11 +51,12 @@ class RunSpec:
 
 
 def execute(scenario: Scenario, spec: RunSpec, out_dir: Path, *, device: torch.device, force: bool = False,
-            progress: Progress | None = None) -> tuple[dict[str, Any], bool]:
+            progress: Progress | None = None, record_user_errors: bool = False) -> tuple[dict[str, Any], bool]:
     """Run ``spec`` unless a finished record exists (then return it, ``cached=True``).
 
-    A diverged or crashed run is recorded with ``status: failed`` and its reason; an interrupt
-    propagates and records nothing.
+    A diverged or crashed run is recorded with ``status: failed`` and its reason; so is a user error
+    (missing data) when ``record_user_errors`` (a suite goes on with its other runs), which otherwise
+    propagates unrecorded, as an interrupt always does.
     """
     out_dir = Path(out_dir)
     if not force and (done := store.find_finished(out_dir, spec.config_hash)):
@@ -62,6 +64,7 @@ def execute(scenario: Scenario, spec: RunSpec, out_dir: Path, *, device: torch.d
     partial, final = out_dir / f"{spec.run_id}.partial", out_dir / spec.run_id
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
+    (partial / ".owner").write_text(f"{os.uname().nodename} {os.getpid()}")  # `secbench status`: running
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     ctx = RunContext(device=device, seed=spec.seed, generator=seed_everything(spec.seed), artifacts=partial,
@@ -76,9 +79,11 @@ def execute(scenario: Scenario, spec: RunSpec, out_dir: Path, *, device: torch.d
             raise TrainingDiverged(f"non-finite metric(s) {', '.join(bad)}")
     except TrainingDiverged as exc:
         status, reason = "failed", str(exc)
-    except SecbenchError:  # the user's input is wrong (missing data, bad option): nothing to record
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
+    except SecbenchError as exc:  # the user's input is wrong (missing data, bad option)
+        if not record_user_errors:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+        status, reason = "failed", str(exc)
     except Exception as exc:  # a crash is recorded, never lost; the CLI prints the one-line reason
         if isinstance(exc, OSError) and exc.errno in DISK_FULL:  # the machine's fault, not the run's: retry later
             shutil.rmtree(partial, ignore_errors=True)
@@ -117,6 +122,7 @@ def execute(scenario: Scenario, spec: RunSpec, out_dir: Path, *, device: torch.d
         "artifacts": str(final.relative_to(out_dir)),
     }
     shutil.rmtree(final, ignore_errors=True)
+    (partial / ".owner").unlink()
     partial.rename(final)
     store.append(out_dir, record)
     return record, False

@@ -1,0 +1,156 @@
+"""Suites: validation before anything runs, skipping what is done, failures that do not stop the grid,
+the local and submitit launchers, status, and a kill -9 at any point losing and duplicating nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from secbench import store
+from secbench.cli import cli
+from secbench.launch import launch_submitit
+from secbench.suite import expand, load_suite, states
+
+SMOKE_SUITE = """\
+scenario: clean
+preset: smoke
+device: cpu
+options: {dataset: digits, n_train: 120, n_test: 60}
+grid:
+  lr: [0.05, 0.1]
+seeds: [0, 1]
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "suite.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, list(args))
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("scenario: clena\n", ["unknown scenario 'clena'", "did you mean 'clean'"]),
+        ("scenario: clean\ngrids: {lr: [1]}\n", ["unknown key 'grids'"]),
+        ("scenario: clean\noptions: {learning_rate: 0.1}\n", ["options", "unknown option 'learning_rate'"]),
+        ("scenario: clean\ngrid: {lr: [0.1, fast]}\n", ["grid.lr", "--lr takes a float", "'fast'"]),
+        ("scenario: clean\ngrid: {epochs: [1, 2.5]}\n", ["grid.epochs", "--epochs takes a int"]),
+        ("scenario: clean\ngrid: {epochs: [true]}\n", ["grid.epochs"]),
+        ("scenario: clean\ngrid: {lr: []}\n", ["grid.lr must be a non-empty list"]),
+        ("scenario: clean\ngrid: {lr: 0.1}\n", ["grid.lr must be a non-empty list"]),
+        ("scenario: clean\ngrid: [lr]\n", ["grid must map"]),
+        ("scenario: clean\nruns: [{model: nope}]\n", ["suite run #1", "unknown model 'nope'"]),
+        ("scenario: clean\ngrid: {lr: [0.1, -1]}\n", ["suite run #2", "--lr must be above 0"]),
+        ("scenario: clean\nseeds: []\n", ["seeds must be a non-empty list"]),
+        ("scenario: clean\nseeds: [0, -1]\n", ["seeds"]),
+        ("scenario: clean\npreset: fast\n", ["unknown preset 'fast'"]),
+        ("scenario: clean\ndevice: tpu\n", ["device"]),
+        ("- clean\n", ["expected a mapping"]),
+        ("scenario: [clean\n", ["not valid YAML"]),
+        ("grid: {lr: [1]}\n", ["scenario must be a scenario name"]),
+    ],
+)
+def test_malformed_suites_are_one_error_before_any_run(text, words, tmp_path):
+    result = invoke("suite", str(write(tmp_path, text)), "--out", str(tmp_path / "runs"))
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error:"), result.output
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    assert not (tmp_path / "runs").exists()
+
+
+def test_not_utf8_suite(tmp_path):
+    path = tmp_path / "suite.yaml"
+    path.write_bytes(b"\xff\xfe scenario")
+    result = invoke("suite", str(path))
+    assert result.exit_code == 2 and "not UTF-8" in result.stderr
+
+
+def test_grid_and_list_expand_to_distinct_hashed_runs(tmp_path):
+    suite = load_suite(write(tmp_path, SMOKE_SUITE + "runs: [{lr: 0.05}, {lr: 0.2, epochs: 2}]\n"))
+    specs = expand(suite, "cpu")
+    # grid lr 0.05 / 0.1, listed 0.05 (the same run again) and 0.2: three configs, two seeds each
+    assert len(specs) == 6 and len({s.config_hash for s in specs}) == 6
+    assert sorted({s.config["lr"] for s in specs}) == [0.05, 0.1, 0.2]
+
+
+def test_ten_thousand_runs_expand_and_check_quickly(tmp_path):
+    text = "scenario: clean\npreset: smoke\ndevice: cpu\ngrid:\n  lr: [" + ", ".join(
+        f"{0.001 * i:.3f}" for i in range(1, 101)) + "]\n  epochs: [" + ", ".join(map(str, range(1, 11))) + \
+        "]\nseeds: [" + ", ".join(map(str, range(10))) + "]\n"
+    started = time.perf_counter()
+    specs = expand(load_suite(write(tmp_path, text)), "cpu")
+    (tmp_path / "runs").mkdir()
+    assert {state for state, _ in states(specs, tmp_path / "runs").values()} == {"pending"}
+    assert len(specs) == 10_000
+    assert time.perf_counter() - started < 10  # the benchmark measures it; here only an upper bound
+
+
+def test_local_suite_runs_skips_done_and_records_failures(tmp_path):
+    out = tmp_path / "runs"
+    # SECBENCH_DATA is empty, so the cifar10 runs fail (missing data) while the digits runs go on
+    suite = write(tmp_path, SMOKE_SUITE + "runs: [{dataset: cifar10}]\n")
+    dry = invoke("suite", str(suite), "--dry-run", "--out", str(out))
+    assert dry.exit_code == 0 and "6 pending" in dry.stdout
+    env = {**os.environ, "SECBENCH_DATA": str(tmp_path / "no-data"), "OMP_NUM_THREADS": "1"}
+    first = subprocess.run([sys.executable, "-m", "secbench", "suite", str(suite), "--jobs", "2", "--out", str(out)],
+                           capture_output=True, text=True, env=env, timeout=300)
+    assert first.returncode == 1, first.stderr
+    assert "cifar10 not found" in first.stderr and "Traceback" not in first.stderr
+    records = store.load_records(out)
+    assert sorted(r["status"] for r in records) == ["failed", "failed", "ok", "ok", "ok", "ok"]
+    status = invoke("status", str(out), "--suite", str(suite), "--format", "json")
+    rows = json.loads(status.stdout)
+    assert sorted(row["state"] for row in rows) == ["done"] * 4 + ["failed"] * 2
+    assert all("not found" in row["reason"] for row in rows if row["state"] == "failed")
+    table = invoke("status", str(out))
+    assert table.exit_code == 0 and "4 done, 2 failed" in table.stdout
+    again = invoke("suite", str(write(tmp_path, SMOKE_SUITE, "done.yaml")), "--out", str(out))
+    assert again.exit_code == 0 and "0 to run" in again.stderr
+    assert len(store.load_records(out)) == 6
+
+
+def test_submitit_local_executor_lands_in_the_same_store(tmp_path):
+    submitit = pytest.importorskip("submitit")
+    suite = load_suite(write(tmp_path, SMOKE_SUITE.replace("lr: [0.05, 0.1]", "lr: [0.05]")))
+    specs = expand(suite, "cpu")
+    executor = submitit.LocalExecutor(folder=str(tmp_path / "logs"))
+    executor.update_parameters(timeout_min=5)
+    seen = []
+    outcomes = launch_submitit(specs, tmp_path / "runs", "cpu", executor, seen.append)
+    assert [status for _, status, _ in outcomes] == ["ok", "ok"] and seen == outcomes
+    assert sorted(r["seed"] for r in store.load_records(tmp_path / "runs")) == [0, 1]
+    assert any((tmp_path / "logs").glob("*_log.out"))  # one log per array task
+
+
+def test_kill_9_at_any_point_then_resume_loses_and_duplicates_nothing(tmp_path):
+    out = tmp_path / "runs"
+    suite = write(tmp_path, SMOKE_SUITE.replace("seeds: [0, 1]", "seeds: [0, 1, 2]"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "secbench", "suite", str(suite), "--jobs", "2", "--out", str(out)]
+    for delay in (4.0, 7.0):  # during worker start-up and during the runs
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   start_new_session=True)
+        time.sleep(delay)
+        os.killpg(process.pid, signal.SIGKILL)  # the suite and its workers, mid-write or not
+        process.wait()
+    resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    lines = store.results_path(out).read_text().splitlines()
+    records = [json.loads(line) for line in lines]  # no torn line
+    assert sorted((r["config"]["lr"], r["seed"]) for r in records) == sorted(
+        (lr, seed) for lr in (0.05, 0.1) for seed in (0, 1, 2))  # each run exactly once
+    assert not list(out.glob("*.partial"))
