@@ -154,3 +154,9 @@ def test_kill_9_at_any_point_then_resume_loses_and_duplicates_nothing(tmp_path):
     assert sorted((r["config"]["lr"], r["seed"]) for r in records) == sorted(
         (lr, seed) for lr in (0.05, 0.1) for seed in (0, 1, 2))  # each run exactly once
     assert not list(out.glob("*.partial"))
+
+
+@pytest.mark.parametrize("path", sorted(Path("examples/suites").glob("*.yaml")), ids=lambda p: p.stem)
+def test_example_suites_expand(path):
+    specs = expand(load_suite(path), "cpu")
+    assert len(specs) >= 12 and len({s.config_hash for s in specs}) == len(specs)
