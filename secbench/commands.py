@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -26,25 +27,29 @@ KIND_NAMES = {"scenarios": "scenario", "attacks": "attack", "defenses": "defense
 def run_scenario(scenario_cls: type, *, preset: str, seeds: list[int], device: str, out_dir: Path, force: bool,
                  overrides: dict[str, Any], console: Console | None = None) -> int:
     """Resolve, expand and execute every run of one command; print the results table; return the failures."""
+    from secbench import distributed
     from secbench.engine import select_device
-    from secbench.progress import RichProgress
+    from secbench.progress import NullProgress, RichProgress
     from secbench.runner import execute
 
     console = console or stdout_console()
     errors = Console(stderr=True)
     check_writable(out_dir)
-    dev = select_device(device)
+    dev = distributed.init_from_env() or select_device(device)  # torchrun: this rank's GPU, or the CPU
+    main = distributed.is_main()
     scenario = scenario_cls()
     specs = expand_runs(scenario_cls, preset, seeds, dev.type, overrides)
     finished: list[tuple[dict[str, Any], bool]] = []
-    with RichProgress(errors) as progress, progress.task(f"{scenario.name} ({preset})", total=len(specs)) as bar:
+    shown = RichProgress(errors) if main else contextlib.nullcontext(NullProgress())
+    with shown as progress, progress.task(f"{scenario.name} ({preset})", total=len(specs)) as bar:
         for spec in specs:
             record, cached = execute(scenario, spec, out_dir, device=dev, force=force, progress=progress)
             if record["status"] != "ok":
                 errors.print(f"[red]run {record['run_id']} (seed {spec.seed}) failed: {record['reason']}[/red]")
             finished.append((record, cached))
             bar.advance(1)
-    console.print(_runs_table(finished, out_dir, scenario.headline))
+    if main:
+        console.print(_runs_table(finished, out_dir, scenario.headline))
     return sum(r["status"] != "ok" for r, _ in finished)
 
 

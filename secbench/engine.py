@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from secbench import distributed
 from secbench.data.base import ImageSet
 from secbench.errors import SecbenchError, TrainingDiverged
 from secbench.progress import NullProgress, Progress
@@ -281,6 +282,11 @@ def fit(
     classify = paired is None and loss_fn is None and item_loss is None
     loss_fn = loss_fn or (lambda out, y: F.cross_entropy(out, y, label_smoothing=cfg.label_smoothing))
     model = prepare_model(model, device)
+    world, shard = distributed.world_size(), distributed.rank()
+    # Under torchrun each rank trains on its shard of every (identically drawn) batch and DDP averages the
+    # gradients, which is the full batch's mean gradient; BatchNorm normalises per shard (no SyncBatchNorm on CPU).
+    net = model if world == 1 else nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = make_optimizer(model, cfg)
     steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
     total_steps = cfg.epochs * steps_per_epoch
@@ -310,8 +316,10 @@ def fit(
                 else:
                     x = augment_batch(x, cfg.augment, generator, cfg.crop_pad)
                 x, y = to_model(x, device), y.to(device, non_blocking=True)
+                if world > 1:
+                    x, y, index = x[shard::world], y[shard::world], index[shard::world]
                 with _autocast(device):
-                    out = model(x)
+                    out = net(x)
                     loss = loss_fn(out, y) if item_loss is None else item_loss(out, y, index)
                 loss_value = loss.item()  # one sync per step, also the NaN guard
                 if not math.isfinite(loss_value):
@@ -328,8 +336,9 @@ def fit(
                 if classify:
                     correct += (out.argmax(1) == y).sum()
                 bar.advance(1, epoch=epoch + 1, loss=loss_value)
+            loss_sum, seen, hits = distributed.global_sum(loss_sum, seen, correct.item())
             history["loss"].append(loss_sum / seen)
-            history["acc"].append(correct.item() / seen if classify else float("nan"))
+            history["acc"].append(hits / seen if classify else float("nan"))
             history["lr"].append(cfg.lr * lr_factor(scheduler.last_epoch))  # at ``cfg.lr``, whatever lr_scale says
             history["epoch_s"].append(time.perf_counter() - start)
     if average is not None:

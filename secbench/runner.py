@@ -12,6 +12,7 @@ import math
 import os
 import resource
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -20,7 +21,7 @@ from typing import Any
 
 import torch
 
-from secbench import provenance, store
+from secbench import distributed, provenance, store
 from secbench.config import config_hash
 from secbench.engine import seed_everything
 from secbench.errors import SecbenchError, TrainingDiverged
@@ -61,7 +62,10 @@ def execute(scenario: Scenario, spec: RunSpec, out_dir: Path, *, device: torch.d
     out_dir = Path(out_dir)
     if not force and (done := store.find_finished(out_dir, spec.config_hash)):
         return done, True
+    main = distributed.is_main()  # under torchrun only rank 0 keeps artifacts and records the run
     partial, final = out_dir / f"{spec.run_id}.partial", out_dir / spec.run_id
+    if not main:
+        partial = Path(tempfile.mkdtemp(prefix=f"{spec.run_id}-rank{distributed.rank()}-"))
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     (partial / ".owner").write_text(f"{os.uname().nodename} {os.getpid()}")  # `secbench status`: running
@@ -111,7 +115,7 @@ def execute(scenario: Scenario, spec: RunSpec, out_dir: Path, *, device: torch.d
         "config": spec.config,
         "derived": outcome.derived if outcome else {},
         "config_hash": spec.config_hash,
-        "provenance": {**provenance.collect(device),
+        "provenance": {**provenance.collect(device), "world_size": distributed.world_size(),
                        "dataset_sha256": outcome.dataset_fingerprint if outcome else None},
         "timing": {
             "started": started.isoformat(timespec="seconds"),
@@ -121,6 +125,9 @@ def execute(scenario: Scenario, spec: RunSpec, out_dir: Path, *, device: torch.d
         },
         "artifacts": str(final.relative_to(out_dir)),
     }
+    if not main:
+        shutil.rmtree(partial, ignore_errors=True)
+        return record, False
     shutil.rmtree(final, ignore_errors=True)
     (partial / ".owner").unlink()
     partial.rename(final)
