@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
@@ -50,7 +51,10 @@ def launch_local(specs: Sequence[RunSpec], out_dir: Path, jobs: int, device: str
                 for future in finished:
                     outcomes.append(future.result())
                     on_done(outcomes[-1])
-        except BaseException:
+        except BaseException:  # Ctrl-C: cancel what has not started, and interrupt what has, so that each
+            for process in list(getattr(pool, "_processes", {}).values()):  # run cleans up after itself
+                if process.is_alive():
+                    os.kill(process.pid, signal.SIGINT)
             pool.shutdown(wait=True, cancel_futures=True)
             raise
     return outcomes
