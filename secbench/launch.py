@@ -19,22 +19,39 @@ from secbench.runner import RunSpec
 Outcome = tuple[str, str, str]  # run_id, status (ok | failed | cached), reason
 
 
+_RUNNING = False  # whether this worker is inside a run (see _stop)
+
+
 def run_one(spec: RunSpec, out_dir: str, device: str) -> Outcome:
     """Execute one run in this process; a failure of any kind is recorded (``failed``) and returned."""
     from secbench import registry
     from secbench.engine import select_device
     from secbench.runner import execute
 
+    global _RUNNING
     scenario = registry.get("scenario", spec.scenario).load()()
-    record, cached = execute(scenario, spec, Path(out_dir), device=select_device(device), record_user_errors=True)
+    _RUNNING = True
+    try:
+        record, cached = execute(scenario, spec, Path(out_dir), device=select_device(device), record_user_errors=True)
+    finally:
+        _RUNNING = False
     return spec.run_id, "cached" if cached else record["status"], str(record.get("reason") or "")
 
 
-def _limit_threads(threads: int) -> None:
+def _start_worker(threads: int) -> None:
     import torch
 
     os.environ["OMP_NUM_THREADS"] = str(threads)
     torch.set_num_threads(threads)
+    signal.signal(signal.SIGTERM, _stop)
+
+
+def _stop(signum: int, frame: Any) -> None:
+    """SIGTERM from the suite's process: a run in progress is interrupted (the runner then removes its
+    half-written artifacts and records nothing); an idle worker just exits."""
+    if _RUNNING:
+        raise KeyboardInterrupt
+    raise SystemExit(0)
 
 
 def launch_local(specs: Sequence[RunSpec], out_dir: Path, jobs: int, device: str, threads: int,
@@ -43,20 +60,27 @@ def launch_local(specs: Sequence[RunSpec], out_dir: Path, jobs: int, device: str
     outcome as it arrives. Ctrl-C cancels the runs not yet started; a run it interrupts records nothing."""
     outcomes: list[Outcome] = []
     context = mp.get_context("spawn")  # a fork would copy this process's torch thread pool
-    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_limit_threads, initargs=(threads,)) as pool:
+    pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=(threads,))
+    # Workers start with SIGINT ignored (the disposition survives exec), so a terminal's Ctrl-C reaches this
+    # process alone, even mid-import in a worker; it then stops the workers with SIGTERM.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
         futures = {pool.submit(run_one, spec, str(out_dir), device) for spec in specs}
-        try:
-            while futures:
-                finished, futures = wait(futures, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    outcomes.append(future.result())
-                    on_done(outcomes[-1])
-        except BaseException:  # Ctrl-C: cancel what has not started, and interrupt what has, so that each
-            for process in list(getattr(pool, "_processes", {}).values()):  # run cleans up after itself
-                if process.is_alive():
-                    os.kill(process.pid, signal.SIGINT)
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    try:
+        while futures:
+            finished, futures = wait(futures, return_when=FIRST_COMPLETED)
+            for future in finished:
+                outcomes.append(future.result())
+                on_done(outcomes[-1])
+    except BaseException:
+        for process in list(getattr(pool, "_processes", {}).values()):
+            if process.is_alive():
+                os.kill(process.pid, signal.SIGTERM)
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     return outcomes
 
 

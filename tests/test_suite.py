@@ -160,3 +160,23 @@ def test_kill_9_at_any_point_then_resume_loses_and_duplicates_nothing(tmp_path):
 def test_example_suites_expand(path):
     specs = expand(load_suite(path), "cpu")
     assert len(specs) >= 12 and len({s.config_hash for s in specs}) == len(specs)
+
+
+def test_ctrl_c_ends_the_workers_and_leaves_no_partial_run(tmp_path):
+    out = tmp_path / "runs"
+    suite = write(tmp_path, SMOKE_SUITE.replace("n_train: 120", "n_train: 1000").replace("seeds: [0, 1]", "seeds: [0, 1, 2]"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "secbench", "suite", str(suite), "--jobs", "2", "--out", str(out)]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    deadline = time.time() + 120
+    while not list(out.glob("*.partial")) and time.time() < deadline:
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends: the whole process group
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130 and "interrupted" in stderr and "Traceback" not in stderr, stderr
+    assert not list(out.glob("*.partial"))
+    finished = store.load_records(out) if store.results_path(out).exists() else []
+    assert all(r["status"] == "ok" for r in finished)
+    assert subprocess.run(command, env=env, capture_output=True, timeout=300).returncode == 0
+    assert len(store.load_records(out)) == 6
