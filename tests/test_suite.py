@@ -138,10 +138,10 @@ def test_submitit_local_executor_lands_in_the_same_store(tmp_path):
 
 def test_kill_9_at_any_point_then_resume_loses_and_duplicates_nothing(tmp_path):
     out = tmp_path / "runs"
-    suite = write(tmp_path, SMOKE_SUITE.replace("seeds: [0, 1]", "seeds: [0, 1, 2]"))
+    suite = write(tmp_path, SMOKE_SUITE)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "secbench", "suite", str(suite), "--jobs", "2", "--out", str(out)]
-    for delay in (4.0, 7.0):  # during worker start-up and during the runs
+    for delay in (3.0, 6.0):  # during worker start-up, and once runs are being written
         process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                    start_new_session=True)
         time.sleep(delay)
@@ -152,7 +152,7 @@ def test_kill_9_at_any_point_then_resume_loses_and_duplicates_nothing(tmp_path):
     lines = store.results_path(out).read_text().splitlines()
     records = [json.loads(line) for line in lines]  # no torn line
     assert sorted((r["config"]["lr"], r["seed"]) for r in records) == sorted(
-        (lr, seed) for lr in (0.05, 0.1) for seed in (0, 1, 2))  # each run exactly once
+        (lr, seed) for lr in (0.05, 0.1) for seed in (0, 1))  # each run exactly once
     assert not list(out.glob("*.partial"))
 
 
@@ -164,7 +164,7 @@ def test_example_suites_expand(path):
 
 def test_ctrl_c_ends_the_workers_and_leaves_no_partial_run(tmp_path):
     out = tmp_path / "runs"
-    suite = write(tmp_path, SMOKE_SUITE.replace("n_train: 120", "n_train: 1000").replace("seeds: [0, 1]", "seeds: [0, 1, 2]"))
+    suite = write(tmp_path, SMOKE_SUITE.replace("n_train: 120", "n_train: 1000").replace("seeds: [0, 1]", "seeds: [0]"))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "secbench", "suite", str(suite), "--jobs", "2", "--out", str(out)]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
@@ -179,4 +179,4 @@ def test_ctrl_c_ends_the_workers_and_leaves_no_partial_run(tmp_path):
     finished = store.load_records(out) if store.results_path(out).exists() else []
     assert all(r["status"] == "ok" for r in finished)
     assert subprocess.run(command, env=env, capture_output=True, timeout=300).returncode == 0
-    assert len(store.load_records(out)) == 6
+    assert len(store.load_records(out)) == 2
