@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import sys
-import types
-import typing
 import warnings
 from dataclasses import fields
 from pathlib import Path
@@ -16,7 +14,7 @@ import click
 
 from reports.cli import gate, report
 from secbench import __version__
-from secbench.config import option_flag
+from secbench.config import field_types, option_flag
 from secbench.errors import SecbenchError
 
 
@@ -34,22 +32,19 @@ def _parse_seeds(seed: int | None, seeds: str | None) -> list[int]:
     return list(dict.fromkeys(parsed))
 
 
-def _option_for(name: str, annotation: Any, default: Any, help_text: str) -> click.Option:
+def _option_for(name: str, annotation: type, default: Any, help_text: str) -> click.Option:
     """A click option for one scenario config field; unset options stay None so presets show through."""
     flag = option_flag(name)
     default_text = "[quick: " + ("auto" if default is None else str(default)) + "]"
     shown = f"{help_text}  {default_text}" if help_text else default_text
-    args = typing.get_args(annotation)
-    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-        annotation = next(a for a in args if a is not type(None))
     if annotation is bool:
         return click.Option([f"{flag}/--no-{flag[2:]}", name], default=None, help=shown)
     return click.Option([flag, name], type=annotation, default=None, show_default=False, help=shown)
 
 
 def _run_command(scenario_cls: type) -> click.Command:
-    hints = typing.get_type_hints(scenario_cls.Config)
-    options = [_option_for(f.name, hints[f.name], f.default, f.metadata.get("help", ""))
+    kinds = field_types(scenario_cls.Config)
+    options = [_option_for(f.name, kinds[f.name], f.default, f.metadata.get("help", ""))
                for f in fields(scenario_cls.Config)]
     options += [
         click.Option(["--preset"], default="quick", show_default=True, help="smoke | quick | paper"),

@@ -11,6 +11,8 @@ import dataclasses
 import hashlib
 import json
 import math
+import types
+import typing
 from typing import Any
 
 from secbench.errors import SecbenchError, UnknownNameError
@@ -55,6 +57,18 @@ def check_number(flag: str, value: Any, *, low: float = 0, high: float | None = 
     if value < low or (high is not None and value > high):
         allowed = f"between {low} and {high}" if high is not None else f"at least {low}"
         raise SecbenchError(f"{flag} must be {allowed}, got {value}")
+
+
+def field_types(config_cls: type) -> dict[str, type]:
+    """Each config field's value type, ``int | None`` read as ``int``: what its command-line option parses."""
+    hints = typing.get_type_hints(config_cls)
+    out = {}
+    for field in dataclasses.fields(config_cls):
+        kind = hints[field.name]
+        if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+            kind = next(a for a in typing.get_args(kind) if a is not type(None))
+        out[field.name] = kind
+    return out
 
 
 def config_hash(payload: dict[str, Any]) -> str:

@@ -15,11 +15,8 @@ it), so the same config hashes that key the results store say which runs are don
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import os
-import types
-import typing
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +25,7 @@ from typing import Any
 import yaml
 
 from secbench import registry, store
-from secbench.config import PRESETS, option_flag
+from secbench.config import PRESETS, field_types, option_flag
 from secbench.errors import SecbenchError, UnknownNameError
 from secbench.runner import RunSpec
 
@@ -71,7 +68,7 @@ def parse_suite(data: Any, source: str = "suite") -> Suite:
     scenario = data.get("scenario")
     if not isinstance(scenario, str):
         raise SecbenchError(f"{source}: scenario must be a scenario name (secbench list scenarios)")
-    fields = _option_types(registry.get("scenario", scenario).load())
+    fields = field_types(registry.get("scenario", scenario).load().Config)
     preset = data.get("preset", "quick")
     if preset not in PRESETS:
         raise SecbenchError(f"{source}: preset: {UnknownNameError('preset', str(preset)[:80], PRESETS)}")
@@ -149,17 +146,6 @@ def running(partial: Path) -> bool:
     except (OSError, ValueError):
         return False
     return True
-
-
-def _option_types(scenario_cls: type) -> dict[str, type]:
-    hints = typing.get_type_hints(scenario_cls.Config)
-    out = {}
-    for field in dataclasses.fields(scenario_cls.Config):
-        kind = hints[field.name]
-        if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
-            kind = next(a for a in typing.get_args(kind) if a is not type(None))
-        out[field.name] = kind
-    return out
 
 
 def _options(raw: Any, fields: dict[str, type], where: str) -> dict[str, Any]:

@@ -13,8 +13,6 @@ import json
 import math
 import os
 import struct
-import types
-import typing
 import zlib
 from pathlib import Path
 
@@ -27,7 +25,7 @@ from PIL import Image
 
 from secbench import registry, store
 from secbench.cli import cli
-from secbench.config import option_flag
+from secbench.config import field_types, option_flag
 from secbench.data import load_dataset
 from secbench.errors import SecbenchError
 from secbench.hiding.marks import logo
@@ -71,14 +69,8 @@ def assert_user_error(result, *words: str) -> None:
 
 def _fields(scenario: str) -> list[tuple[str, type, dict]]:
     config = registry.get("scenario", scenario).load().Config
-    hints = typing.get_type_hints(config)
-    out = []
-    for field in dataclasses.fields(config):
-        kind = hints[field.name]
-        if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
-            kind = next(a for a in typing.get_args(kind) if a is not type(None))
-        out.append((field.name, kind, field.metadata.get("bounds", {})))
-    return out
+    kinds = field_types(config)
+    return [(f.name, kinds[f.name], f.metadata.get("bounds", {})) for f in dataclasses.fields(config)]
 
 
 def _bad_numbers(kind: type, bounds: dict) -> list[str]:
