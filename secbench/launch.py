@@ -11,6 +11,7 @@ import os
 import signal
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -65,15 +66,21 @@ def launch_local(specs: Sequence[RunSpec], out_dir: Path, jobs: int, device: str
     # process alone, even mid-import in a worker; it then stops the workers with SIGTERM.
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        futures = {pool.submit(run_one, spec, str(out_dir), device) for spec in specs}
+        futures = {pool.submit(run_one, spec, str(out_dir), device): spec for spec in specs}
     finally:
         signal.signal(signal.SIGINT, previous)
     try:
-        while futures:
-            finished, futures = wait(futures, return_when=FIRST_COMPLETED)
+        waiting = set(futures)
+        while waiting:
+            finished, waiting = wait(waiting, return_when=FIRST_COMPLETED)
             for future in finished:
-                outcomes.append(future.result())
-                on_done(outcomes[-1])
+                try:
+                    outcome = future.result()
+                except BrokenProcessPool:  # a worker was killed: its run and the queued ones stay pending
+                    outcome = (futures[future].run_id, "failed", "a worker process died (killed?) before this run "
+                                                                 "finished; run the suite again to resume")
+                outcomes.append(outcome)
+                on_done(outcome)
     except BaseException:
         for process in list(getattr(pool, "_processes", {}).values()):
             if process.is_alive():

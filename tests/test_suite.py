@@ -136,6 +136,22 @@ def test_submitit_local_executor_lands_in_the_same_store(tmp_path):
     assert any((tmp_path / "logs").glob("*_log.out"))  # one log per array task
 
 
+def _workers(pid: int) -> list[int]:
+    """The suite's spawned worker processes (not multiprocessing's resource tracker)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+    out = []
+    for child in map(int, children):
+        try:
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                out.append(child)
+        except OSError:
+            continue
+    return out
+
+
 def test_kill_9_at_any_point_then_resume_loses_and_duplicates_nothing(tmp_path):
     out = tmp_path / "runs"
     suite = write(tmp_path, SMOKE_SUITE)
@@ -147,6 +163,17 @@ def test_kill_9_at_any_point_then_resume_loses_and_duplicates_nothing(tmp_path):
         time.sleep(delay)
         os.killpg(process.pid, signal.SIGKILL)  # the suite and its workers, mid-write or not
         process.wait()
+    # then one worker alone: the suite reports its runs as not finished and exits 1, never a traceback
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    worker = None
+    while worker is None and process.poll() is None:
+        worker = next(iter(_workers(process.pid)), None)
+        time.sleep(0.1)
+    if worker is not None:
+        os.kill(worker, signal.SIGKILL)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode in (0, 1) and "Traceback" not in stderr, stderr
     resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     lines = store.results_path(out).read_text().splitlines()
