@@ -207,3 +207,16 @@ def test_ctrl_c_ends_the_workers_and_leaves_no_partial_run(tmp_path):
     assert all(r["status"] == "ok" for r in finished)
     assert subprocess.run(command, env=env, capture_output=True, timeout=300).returncode == 0
     assert len(store.load_records(out)) == 2
+
+
+def test_two_suites_writing_one_store_at_once_stay_intact(tmp_path):
+    out = tmp_path / "runs"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    suites = [write(tmp_path, SMOKE_SUITE.replace("lr: [0.05, 0.1]", f"lr: [{lr}]"), f"{i}.yaml")
+              for i, lr in enumerate((0.03, 0.07))]
+    processes = [subprocess.Popen([sys.executable, "-m", "secbench", "suite", str(s), "--jobs", "1", "--out", str(out)],
+                                  env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for s in suites]
+    for process in processes:
+        assert process.wait(timeout=300) == 0, process.stderr.read()
+    records = [json.loads(line) for line in store.results_path(out).read_text().splitlines()]
+    assert sorted((r["config"]["lr"], r["seed"]) for r in records) == [(0.03, 0), (0.03, 1), (0.07, 0), (0.07, 1)]
