@@ -191,6 +191,7 @@ def run_suite(suite_file: Path, *, launcher: str, jobs: int | None, threads: int
     if not todo:
         return 0
     check_writable(out_dir)
+    executor = slurm_executor(out_dir / "slurm", **slurm) if launcher == "slurm" else None
     outcomes = []
     with RichProgress(errors) as progress, progress.task(f"suite {suite.scenario}", total=len(todo)) as bar:
         def done(outcome: tuple[str, str, str]) -> None:
@@ -204,7 +205,6 @@ def run_suite(suite_file: Path, *, launcher: str, jobs: int | None, threads: int
             per_run = threads or max(1, (os.cpu_count() or 1) // workers)
             outcomes = launch_local(todo, out_dir, workers, device, per_run, done)
         else:
-            executor = slurm_executor(out_dir / "slurm", **slurm)
             outcomes = launch_submitit(todo, out_dir, device, executor, done)
     failed = sum(status == "failed" for _, status, _ in outcomes)
     console.print(f"{len(outcomes) - failed} of {len(outcomes)} runs finished; every record: secbench report {out_dir}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import shutil
 import signal
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -15,6 +16,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
+from secbench.errors import SecbenchError
 from secbench.runner import RunSpec
 
 Outcome = tuple[str, str, str]  # run_id, status (ok | failed | cached), reason
@@ -112,6 +114,10 @@ def slurm_executor(folder: Path, *, partition: str | None, time_min: int, gpus: 
                    parallelism: int) -> Any:
     """A submitit executor for Slurm job arrays (``sbatch --array``), logs under ``folder``."""
     import submitit
+
+    if not (shutil.which("sbatch") and shutil.which("srun")):
+        raise SecbenchError("--launcher slurm needs Slurm's sbatch and srun on PATH: run it on a cluster's login "
+                            "node, or use --launcher local")
 
     executor = submitit.AutoExecutor(folder=str(folder), cluster="slurm")
     executor.update_parameters(timeout_min=time_min, gpus_per_node=gpus, cpus_per_task=cpus, mem_gb=mem_gb,

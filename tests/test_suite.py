@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -220,3 +221,9 @@ def test_two_suites_writing_one_store_at_once_stay_intact(tmp_path):
         assert process.wait(timeout=300) == 0, process.stderr.read()
     records = [json.loads(line) for line in store.results_path(out).read_text().splitlines()]
     assert sorted((r["config"]["lr"], r["seed"]) for r in records) == [(0.03, 0), (0.03, 1), (0.07, 0), (0.07, 1)]
+
+
+@pytest.mark.skipif(bool(shutil.which("sbatch")), reason="a Slurm cluster would really get the jobs")
+def test_slurm_launcher_off_a_cluster_is_one_error(tmp_path):
+    result = invoke("suite", str(write(tmp_path, SMOKE_SUITE)), "--launcher", "slurm", "--out", str(tmp_path / "runs"))
+    assert result.exit_code == 2 and result.stderr.strip().splitlines()[-1].startswith("error: --launcher slurm needs")
