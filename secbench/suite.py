@@ -60,6 +60,7 @@ def load_suite(path: str | Path) -> Suite:
 
 
 def parse_suite(data: Any, source: str = "suite") -> Suite:
+    """A suite from already-parsed YAML; ``source`` prefixes every error message."""
     if not isinstance(data, dict):
         raise SecbenchError(f"{source}: expected a mapping with scenario, options, grid and seeds")
     for key in data:
@@ -70,7 +71,7 @@ def parse_suite(data: Any, source: str = "suite") -> Suite:
         raise SecbenchError(f"{source}: scenario must be a scenario name (secbench list scenarios)")
     fields = field_types(registry.get("scenario", scenario).load().Config)
     preset = data.get("preset", "quick")
-    if preset not in PRESETS:
+    if not isinstance(preset, str) or preset not in PRESETS:
         raise SecbenchError(f"{source}: preset: {UnknownNameError('preset', str(preset)[:80], PRESETS)}")
     options = _options(data.get("options", {}), fields, f"{source}: options")
     grid = data.get("grid", {})
@@ -91,7 +92,7 @@ def parse_suite(data: Any, source: str = "suite") -> Suite:
     if not isinstance(seeds, list) or not seeds or not all(_is(int, s) and s >= 0 for s in seeds):
         raise SecbenchError(f"{source}: seeds must be a non-empty list of non-negative integers, got {str(seeds)[:80]}")
     device = data.get("device", "auto")
-    if device not in ("auto", "cpu", "cuda"):
+    if not isinstance(device, str) or device not in ("auto", "cpu", "cuda"):
         raise SecbenchError(f"{source}: device must be auto, cpu or cuda")
     return Suite(scenario, preset, combos, tuple(dict.fromkeys(seeds)), device)
 
