@@ -181,7 +181,7 @@ def run_suite(suite_file: Path, *, launcher: str, jobs: int | None, threads: int
     suite = load_suite(suite_file)
     device = select_device(suite.device).type
     specs = expand(suite, device)
-    state = states(specs, out_dir) if out_dir.is_dir() else {spec.run_id: ("pending", "") for spec in specs}
+    state = states(specs, out_dir)
     if dry_run:
         console.print(status_table(specs, state, f"{suite_file}: {len(specs)} runs → {out_dir}"))
         return 0

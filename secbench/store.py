@@ -22,7 +22,10 @@ SCHEMA_VERSION = 1
 RESULTS_FILE = "results.jsonl"
 # One top-level key per dimension, so a DataFrame of records gets one column each.
 IDENTITY_FIELDS = ("scenario", "preset", "dataset", "model", "method", "attack", "defense", "seed")
-REQUIRED_FIELDS = ("schema_version", "run_id", "status", "scenario", "seed", "metrics", "config", "config_hash")
+# Every record has these fields, of these types; a line without them is not a record.
+FIELD_TYPES = {"schema_version": int, "run_id": str, "status": str, "scenario": str, "seed": int, "metrics": dict,
+               "config": dict, "config_hash": str}
+REQUIRED_FIELDS = tuple(FIELD_TYPES)
 
 
 def results_path(out_dir: str | Path) -> Path:
@@ -97,9 +100,7 @@ def _parse_record(line: bytes) -> dict[str, Any] | None:
         return None
     if not isinstance(record, dict) or any(k not in record for k in REQUIRED_FIELDS):
         return None
-    shapes = {"schema_version": int, "run_id": str, "status": str, "scenario": str, "seed": int, "metrics": dict,
-              "config": dict, "config_hash": str}
-    if any(not isinstance(record[k], kind) or isinstance(record[k], bool) for k, kind in shapes.items()):
+    if any(not isinstance(record[k], kind) or isinstance(record[k], bool) for k, kind in FIELD_TYPES.items()):
         return None
     if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in record["metrics"].values()):
         return None

@@ -13,9 +13,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from secbench.errors import SecbenchError
+from secbench.errors import UnknownNameError
 
 CLUSTERINGS = ("dbscan", "gmm")
+
+
+def check_clustering(method: str) -> None:
+    """Raise the one-line error for a clustering name PNAL does not know."""
+    if method not in CLUSTERINGS:
+        raise UnknownNameError("clustering", method, CLUSTERINGS)
 
 
 def cluster_points(points: torch.Tensor, method: str = "dbscan", *, eps: float = 0.08, min_samples: int = 4,
@@ -28,8 +34,7 @@ def cluster_points(points: torch.Tensor, method: str = "dbscan", *, eps: float =
     from sklearn.cluster import DBSCAN  # deferred: scikit-learn is slow to import
     from sklearn.mixture import GaussianMixture
 
-    if method not in CLUSTERINGS:
-        raise SecbenchError(f"unknown clustering {method!r}; valid: {', '.join(CLUSTERINGS)}")
+    check_clustering(method)
     features = points[:, :6].permute(0, 2, 1).cpu().double().numpy().copy()
     features[:, :, 3:] *= colour_weight
     ids = np.empty(features.shape[:2], dtype=np.int64)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from defenses.noisy_labels.clusters import CLUSTERINGS, cluster_points
+from defenses.noisy_labels.clusters import check_clustering, cluster_points
 from defenses.noisy_labels.losses import IGNORE, Learner
 from secbench.data.points import PointSet
 from secbench.errors import SecbenchError
@@ -74,8 +74,7 @@ class PNAL(Learner):
     def __post_init__(self) -> None:
         if self.queue < 1 or self.vote_threshold < 1 or self.warmup_epochs < 0 or self.tau < 0:
             raise SecbenchError("PNAL needs queue >= 1, vote_threshold >= 1, warmup_epochs >= 0 and tau >= 0")
-        if self.clustering not in CLUSTERINGS:
-            raise SecbenchError(f"unknown clustering {self.clustering!r}; valid: {', '.join(CLUSTERINGS)}")
+        check_clustering(self.clustering)
 
     def prepare(self, train: PointSet) -> None:
         self.noisy = train.labels.clone()

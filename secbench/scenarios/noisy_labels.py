@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from attacks.label_noise import NOISE_KINDS, realised_rate
-from defenses.noisy_labels.clusters import CLUSTERINGS, cluster_purity
+from defenses.noisy_labels.clusters import check_clustering, cluster_purity
 from defenses.noisy_labels.losses import IGNORE, Learner
 from defenses.noisy_labels.pnal import PNAL
 from secbench import checkpoint
@@ -25,7 +25,7 @@ from secbench.config import option
 from secbench.data import check_spec
 from secbench.data.points import PointSet, PointSplits, jitter_blocks
 from secbench.engine import TrainConfig, fit, predict
-from secbench.errors import SecbenchError, UnknownNameError
+from secbench.errors import SecbenchError
 from secbench.metrics import segmentation_scores
 from secbench.plots import point_panels
 from secbench.registry import create, get, register
@@ -66,8 +66,7 @@ class NoisyLabelsConfig:
     def __post_init__(self) -> None:
         check_spec(self.dataset, "pointcloud", folder=None)
         get("segmenter", self.model)
-        if self.clustering not in CLUSTERINGS:
-            raise UnknownNameError("clustering", self.clustering, CLUSTERINGS)
+        check_clustering(self.clustering)
         if self.noise not in NOISE_KINDS:
             raise SecbenchError(f"unknown noise kind {self.noise!r}; valid: {', '.join(NOISE_KINDS)}")
         self.rates()
